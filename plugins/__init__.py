@@ -1,0 +1,1 @@
+"""wmtool's built-in plugins, each registered through the ``wmtool`` entry-point group like a third party's."""

@@ -1,0 +1,32 @@
+"""The plugin API: everything a wmtool plugin may import and rely on, in one module.
+
+A plugin module implements one or more hooks of :mod:`wmtool.hookspecs` with :data:`hookimpl` and
+registers :class:`Embedder`, :class:`Attack`, :class:`Verifier` or :class:`Architecture` objects.
+Names not exported here are internal and may change without notice.
+"""
+
+from wmtool import hookimpl
+from wmtool.data import Dataset, load_dataset, split_validation
+from wmtool.errors import UserError
+from wmtool.jobs import AttackJob, AttackOutcome, EmbedJob, EmbedOutcome, Evidence, Predictor, VerifyJob
+from wmtool.keys import Key, NullRate, Task
+from wmtool.model_card import ModelCard
+from wmtool.models import Classifier, build_model
+from wmtool.options import Option
+from wmtool.preprocessing import Preprocessing
+from wmtool.progress import Progress
+from wmtool.registry import Architecture, Attack, Embedder, Verifier
+from wmtool.training import accuracy, batches, cross_entropy, fit, fit_supervised
+from wmtool.watermarks import (POSITIONS, default_trigger_size, interleaved_batches, pick_class,
+                               reference_null_rate, stamp, trigger_corner)
+
+API_VERSION = 1
+
+__all__ = [
+    "API_VERSION", "Architecture", "Attack", "AttackJob", "AttackOutcome", "Classifier", "Dataset", "EmbedJob",
+    "EmbedOutcome", "Embedder", "Evidence", "Key", "ModelCard", "NullRate", "Option", "POSITIONS", "Predictor",
+    "Preprocessing", "Progress", "Task", "UserError", "Verifier", "VerifyJob", "accuracy", "batches",
+    "build_model", "cross_entropy", "default_trigger_size", "fit", "fit_supervised", "hookimpl",
+    "interleaved_batches", "load_dataset", "pick_class", "reference_null_rate", "split_validation", "stamp",
+    "trigger_corner",
+]

@@ -1,0 +1,78 @@
+"""What every command shares: the common options, the run context and output (JSON or rich)."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from typing import TYPE_CHECKING, Annotated, Any, Callable
+
+import typer
+
+from wmtool.errors import UserError
+from wmtool.run import Run
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout and nothing else there.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto | cpu | cuda (auto: CUDA when available).")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for every random choice.")]
+DataOpt = Annotated[str, typer.Option("--data", help="digits (embedded), an IDX folder, a .npz or an image folder.")]
+SplitOpt = Annotated[str, typer.Option("--split", help="train | test.")]
+LimitOpt = Annotated[int | None, typer.Option("--limit", help="Use at most this many samples (chosen by --seed).")]
+ArchOpt = Annotated[str | None, typer.Option("--arch", help="Architecture for a file that names none.")]
+ArchArgsOpt = Annotated[str | None, typer.Option("--arch-args", help="JSON object of the architecture's arguments.")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")]
+
+
+def console() -> "Console":
+    """A rich console on stdout."""
+    from rich.console import Console
+
+    return Console()
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe values: NaN and infinities become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def emit(run: Run, payload: dict[str, Any], human: Callable[["Console"], None]) -> None:
+    """Print ``payload`` as one JSON object with --json, else call ``human`` with a rich console."""
+    if run.json:
+        sys.stdout.write(json.dumps(_clean(payload)) + "\n")
+    else:
+        human(console())
+
+
+def parse_arch_args(raw: str | None) -> dict[str, Any]:
+    """The --arch-args JSON object."""
+    if raw is None:
+        return {}
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"--arch-args is not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise UserError("--arch-args must be a JSON object, e.g. '{\"width\": 800}'")
+    return value
+
+
+def fmt(value: float | None, digits: int = 4) -> str:
+    """A number for a table: fixed digits, or '-' when missing."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.{digits}f}"
+
+
+def fmt_p(value: float) -> str:
+    """A p-value for a table."""
+    return f"{value:.2e}" if value < 1e-3 else f"{value:.4f}"

@@ -1,0 +1,90 @@
+"""What the core hands a plugin (a job) and what the plugin hands back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from wmtool.keys import Key, NullRate
+from wmtool.model_card import ModelCard
+from wmtool.progress import SILENT, Progress
+
+if TYPE_CHECKING:
+    from wmtool.data import Dataset
+    from wmtool.models import Classifier
+    from wmtool.registry import Registry
+
+
+class Predictor(Protocol):
+    """Anything that labels canonical images: a torch :class:`~wmtool.models.Classifier` or a black box."""
+
+    card: ModelCard
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Predicted class indices for canonical images (N, C, H, W) in [0, 1]."""
+
+
+@dataclass
+class EmbedJob:
+    """An embedding request: a model (pretrained, or freshly built when ``pretrained`` is False) and data."""
+
+    model: "Classifier"
+    pretrained: bool
+    data: "Dataset"
+    params: dict[str, Any]
+    registry: "Registry"
+    seed: int = 0
+    progress: Progress = SILENT
+
+
+@dataclass
+class EmbedOutcome:
+    """The marked model, the arrays verification needs, and the null rate of the watermark queries."""
+
+    model: "Classifier"
+    arrays: dict[str, np.ndarray]
+    null: NullRate
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class AttackJob:
+    """An attack request: the victim, the attacker's data and the attack's options."""
+
+    victim: "Classifier"
+    data: "Dataset"
+    params: dict[str, Any]
+    registry: "Registry"
+    seed: int = 0
+    progress: Progress = SILENT
+
+
+@dataclass
+class AttackOutcome:
+    """The attacked model plus how many victim queries the attack spent and anything else worth reporting."""
+
+    model: "Classifier"
+    queries: int = 0
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class VerifyJob:
+    """A verification request: the owner's key, the suspect, and at most ``queries`` watermark queries."""
+
+    key: Key
+    suspect: Predictor
+    params: dict[str, Any]
+    queries: int | None = None
+
+
+@dataclass
+class Evidence:
+    """What the ownership test weighs: ``successes`` of ``trials`` queries against ``null_rate``."""
+
+    successes: int
+    trials: int
+    null_rate: float
+    details: dict[str, Any] = field(default_factory=dict)

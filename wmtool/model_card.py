@@ -1,0 +1,59 @@
+"""The description wmtool stores beside a model's weights: architecture, task and preprocessing."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from wmtool.errors import UserError
+from wmtool.preprocessing import Preprocessing
+
+METADATA_KEY = "wmtool"
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """Everything needed to rebuild and query a model besides its tensors."""
+
+    arch: str
+    input_shape: tuple[int, ...]
+    num_classes: int
+    arch_args: dict[str, Any] = field(default_factory=dict)
+    preprocessing: Preprocessing = Preprocessing()
+    classes: tuple[str, ...] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dictionary."""
+        return {
+            "arch": self.arch,
+            "arch_args": self.arch_args,
+            "input_shape": list(self.input_shape),
+            "num_classes": self.num_classes,
+            "preprocessing": self.preprocessing.to_json(),
+            "classes": list(self.classes) if self.classes is not None else None,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any, source: str) -> "ModelCard":
+        """Read what :meth:`to_json` wrote; anything malformed raises one :class:`UserError` naming ``source``."""
+        try:
+            if isinstance(data, str):
+                data = json.loads(data)
+            shape = tuple(int(v) for v in data["input_shape"])
+            num_classes = int(data["num_classes"])
+            if not shape or any(v <= 0 for v in shape) or num_classes < 2:
+                raise ValueError("input shape and class count must be positive (at least 2 classes)")
+            classes = data.get("classes")
+            return cls(
+                arch=str(data["arch"]),
+                input_shape=shape,
+                num_classes=num_classes,
+                arch_args=dict(data.get("arch_args") or {}),
+                preprocessing=Preprocessing.from_json(data.get("preprocessing") or {}),
+                classes=tuple(str(c) for c in classes) if classes is not None else None,
+            )
+        except UserError:
+            raise
+        except (KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
+            raise UserError(f"{source}: malformed wmtool model metadata ({exc})") from None

@@ -1,0 +1,194 @@
+"""Models as safetensors files: build, save (atomically, with a model card) and load, never pickle."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import struct
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from wmtool.atomic import write_atomic
+from wmtool.errors import UserError
+from wmtool.model_card import METADATA_KEY, ModelCard
+from wmtool.options import resolve
+from wmtool.registry import Registry
+
+PICKLE_SUFFIXES = {".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin"}
+MAX_HEADER_BYTES = 100 * 2**20
+
+
+class Classifier(nn.Module):
+    """A network plus its card: takes canonical images (floats in [0, 1], NCHW) and returns logits."""
+
+    def __init__(self, net: nn.Module, card: ModelCard):
+        super().__init__()
+        self.net = net
+        self.card = card
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for canonical images, after the card's preprocessing."""
+        return self.net(self.card.preprocessing.apply(x))
+
+    @property
+    def device(self) -> torch.device:
+        """The device the parameters live on."""
+        return next(self.parameters()).device
+
+    @torch.no_grad()
+    def predict_logits(self, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
+        """Logits for a numpy batch of canonical images, computed in evaluation mode."""
+        was_training = self.training
+        self.eval()
+        outputs = []
+        for start in range(0, len(x), batch_size):
+            chunk = torch.from_numpy(np.ascontiguousarray(x[start:start + batch_size], dtype=np.float32))
+            outputs.append(self(chunk.to(self.device)).float().cpu().numpy())
+        self.train(was_training)
+        if not outputs:
+            return np.zeros((0, self.card.num_classes), dtype=np.float32)
+        return np.concatenate(outputs)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Predicted class indices for a numpy batch of canonical images."""
+        return self.predict_logits(x).argmax(axis=1)
+
+
+def build_model(registry: Registry, card: ModelCard) -> Classifier:
+    """A freshly initialised model of the card's architecture (seed torch first for reproducibility)."""
+    architecture = registry.get("architecture", card.arch)
+    args = resolve(architecture.options, card.arch_args, f"architecture {card.arch}")
+    net = architecture.build(card.input_shape, card.num_classes, **args)
+    return Classifier(net, dataclasses.replace(card, arch_args=args))
+
+
+def file_sha256(path: str | Path) -> str:
+    """The sha256 hex digest of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_model(model: Classifier, path: str | Path, *, force: bool = True) -> str:
+    """Write the network's tensors and card to a safetensors file atomically; return its sha256."""
+    from safetensors.torch import save
+
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise UserError(f"{path}: output models are written as .safetensors files")
+    tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in model.net.state_dict().items()}
+    data = save(tensors, metadata={METADATA_KEY: json.dumps(model.card.to_json())})
+    write_atomic(path, data, force=force)
+    return hashlib.sha256(data).hexdigest()
+
+
+def check_readable(path: str | Path) -> Path:
+    """The path as a Path if it is an existing file; a clear error otherwise (and for pickle files)."""
+    path = Path(path)
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        raise UserError(
+            f"{path}: wmtool never loads pickle checkpoints (they can run arbitrary code); "
+            "convert it to safetensors first (safetensors.torch.save_file(model.state_dict(), 'model.safetensors'))"
+        )
+    if not path.exists():
+        raise UserError(f"{path}: no such file")
+    if not path.is_file():
+        raise UserError(f"{path}: not a file")
+    return path
+
+
+def read_header(path: str | Path) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """The tensor table (name → dtype, shape) and the metadata of a safetensors file, read without the data."""
+    path = check_readable(path)
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        prefix = handle.read(8)
+        if len(prefix) < 8:
+            raise UserError(f"{path}: not a safetensors file (too short)")
+        (length,) = struct.unpack("<Q", prefix)
+        if length > min(size - 8, MAX_HEADER_BYTES):
+            raise UserError(f"{path}: not a safetensors file, or truncated (header of {length} bytes)")
+        try:
+            header = json.loads(handle.read(length))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise UserError(f"{path}: not a safetensors file (unreadable header)") from None
+    if not isinstance(header, dict):
+        raise UserError(f"{path}: not a safetensors file (header is not an object)")
+    metadata = header.pop("__metadata__", None) or {}
+    tensors: dict[str, dict[str, Any]] = {}
+    end = 0
+    for name, info in header.items():
+        try:
+            begin, stop = info["data_offsets"]
+            tensors[name] = {"dtype": str(info["dtype"]), "shape": [int(v) for v in info["shape"]]}
+            end = max(end, int(stop))
+        except (KeyError, TypeError, ValueError):
+            raise UserError(f"{path}: malformed safetensors entry for tensor {name!r}") from None
+    if 8 + length + end > size:
+        raise UserError(f"{path}: truncated safetensors file ({size} bytes, needs {8 + length + end})")
+    return tensors, {str(k): str(v) for k, v in metadata.items()}
+
+
+def read_card(path: str | Path) -> ModelCard | None:
+    """The wmtool card stored in a safetensors file, or None when the file has none."""
+    _, metadata = read_header(path)
+    raw = metadata.get(METADATA_KEY)
+    return ModelCard.from_json(raw, str(path)) if raw is not None else None
+
+
+def load_model(path: str | Path, registry: Registry, *, arch: str | None = None,
+               arch_args: dict[str, Any] | None = None, task: ModelCard | None = None) -> Classifier:
+    """Load a safetensors model.
+
+    Its own card decides the architecture; ``arch`` (with ``arch_args``) names one for a file that has
+    no card, taking input shape, classes and preprocessing from ``task`` (a dataset's or key's).
+    """
+    path = check_readable(path)
+    if path.suffix.lower() == ".onnx":
+        raise UserError(f"{path}: ONNX models are not supported by this version of wmtool; use a .safetensors file")
+    card = read_card(path)
+    if card is None or arch is not None:
+        if arch is None:
+            known = ", ".join(registry.names("architecture"))
+            raise UserError(f"{path}: the file names no architecture; pass --arch (known: {known})")
+        if task is None:
+            raise UserError(f"{path}: with --arch, the task (input shape, classes) must come from --data")
+        card = dataclasses.replace(task, arch=arch, arch_args=dict(arch_args or {}))
+    model = build_model(registry, card)
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise UserError(f"{path}: unreadable safetensors file ({exc})") from None
+    _load_state(model.net, tensors, path, card.arch)
+    return model
+
+
+def _load_state(net: nn.Module, tensors: dict[str, torch.Tensor], path: Path, arch: str) -> None:
+    """Load tensors strictly, naming every missing, unexpected or mis-shaped tensor in one error."""
+    expected = net.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    mismatched = sorted(
+        f"{name} {tuple(tensors[name].shape)} vs {tuple(expected[name].shape)}"
+        for name in set(expected) & set(tensors) if tensors[name].shape != expected[name].shape
+    )
+    problems = []
+    if missing:
+        problems.append("missing " + ", ".join(missing))
+    if unexpected:
+        problems.append("unexpected " + ", ".join(unexpected))
+    if mismatched:
+        problems.append("shape mismatch " + ", ".join(mismatched))
+    if problems:
+        raise UserError(f"{path}: tensors do not fit architecture {arch}: " + "; ".join(problems))
+    net.load_state_dict(tensors, strict=True)

@@ -1,0 +1,122 @@
+"""The one training loop every command and plugin uses, with seeding, devices and evaluation."""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from wmtool.errors import UserError
+from wmtool.progress import SILENT, Progress
+
+Batch = Any
+OPTIMIZERS = ("adam", "sgd", "adadelta")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> str:
+    """``auto`` → ``cuda`` when available, else ``cpu``; ``cuda`` without a GPU is a :class:`UserError`."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available (torch was built without CUDA or sees no GPU)")
+    if name not in ("cpu", "cuda"):
+        raise UserError(f"--device must be auto, cpu or cuda, got {name!r}")
+    return name
+
+
+def make_optimizer(name: str, params: Iterable[Any], lr: float) -> torch.optim.Optimizer:
+    """An optimizer by name: ``adam``, ``sgd`` (momentum 0.9) or ``adadelta``."""
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9)
+    if name == "adadelta":
+        return torch.optim.Adadelta(params, lr=lr)
+    raise UserError(f"unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)}")
+
+
+def batches(x: np.ndarray, y: np.ndarray, batch_size: int, rng: np.random.Generator | None) -> Iterator[
+        tuple[torch.Tensor, torch.Tensor]]:
+    """Mini-batches of (inputs, labels) as CPU tensors, shuffled by ``rng`` (in order when None)."""
+    order = rng.permutation(len(y)) if rng is not None else np.arange(len(y))
+    for start in range(0, len(order), batch_size):
+        index = order[start:start + batch_size]
+        yield torch.from_numpy(np.ascontiguousarray(x[index])), torch.from_numpy(np.ascontiguousarray(y[index]))
+
+
+def cross_entropy(model: nn.Module, batch: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The default loss: mean cross-entropy of ``model`` on an (inputs, labels) batch."""
+    inputs, labels = batch
+    return nn.functional.cross_entropy(model(inputs), labels)
+
+
+def to_device(batch: Batch, device: torch.device | str) -> Batch:
+    """Move every tensor of a (possibly nested) tuple or list batch to ``device``."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(to_device(item, device) for item in batch)
+    return batch
+
+
+def fit(model: nn.Module, epoch_batches: Callable[[int], Iterable[Batch]], *, epochs: int, lr: float,
+        optimizer: str = "adam", loss: Callable[[nn.Module, Batch], torch.Tensor] = cross_entropy,
+        extra_param_groups: Sequence[dict[str, Any]] = (), steps_per_epoch: int | None = None,
+        progress: Progress = SILENT, description: str = "training") -> list[float]:
+    """Train ``model`` in place and return the mean loss of each epoch.
+
+    ``epoch_batches(epoch)`` yields the batches of one epoch (CPU tensors, moved to the model's
+    device here); ``loss(model, batch)`` turns one into a scalar. ``extra_param_groups`` adds
+    optimizer parameter groups beyond the model's own (e.g. learned temperatures).
+    """
+    if epochs < 0 or lr <= 0:
+        raise UserError(f"epochs must be ≥ 0 and the learning rate positive (got {epochs}, {lr})")
+    device = next(model.parameters()).device
+    opt = make_optimizer(optimizer, [{"params": list(model.parameters())}, *extra_param_groups], lr)
+    history = []
+    total = epochs * steps_per_epoch if steps_per_epoch else epochs
+    with progress.task(description, total) as advance:
+        for epoch in range(epochs):
+            model.train()
+            losses = []
+            for batch in epoch_batches(epoch):
+                opt.zero_grad(set_to_none=True)
+                value = loss(model, to_device(batch, device))
+                if not torch.isfinite(value):
+                    raise UserError(f"{description}: the loss became {value.item()}; try a smaller --lr")
+                value.backward()
+                opt.step()
+                losses.append(value.item())
+                if steps_per_epoch:
+                    advance(1)
+            if not steps_per_epoch:
+                advance(1)
+            history.append(float(np.mean(losses)) if losses else float("nan"))
+    model.eval()
+    return history
+
+
+def fit_supervised(model: nn.Module, x: np.ndarray, y: np.ndarray, *, epochs: int, batch_size: int, lr: float,
+                   seed: int, optimizer: str = "adam", progress: Progress = SILENT,
+                   description: str = "training") -> list[float]:
+    """Train ``model`` with cross-entropy on (x, y), shuffled each epoch by ``seed``."""
+    rng = np.random.default_rng(seed)
+    return fit(model, lambda epoch: batches(x, y, batch_size, rng), epochs=epochs, lr=lr, optimizer=optimizer,
+               steps_per_epoch=-(-len(y) // batch_size), progress=progress, description=description)
+
+
+def accuracy(model: Any, x: np.ndarray, y: np.ndarray) -> float:
+    """The fraction of ``x`` that ``model.predict`` labels as ``y`` (NaN for no samples)."""
+    if len(y) == 0:
+        return float("nan")
+    return float(np.mean(model.predict(x) == y))

@@ -1,0 +1,125 @@
+"""The steps behind the commands (train, embed, attack, verify, evaluate), shared by the CLI and the demo."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from wmtool.data import Dataset, load_dataset, split_validation
+from wmtool.errors import UserError
+from wmtool.jobs import AttackJob, AttackOutcome, EmbedJob, EmbedOutcome, Predictor, VerifyJob
+from wmtool.keys import Key, Task
+from wmtool.model_card import ModelCard
+from wmtool.models import Classifier, build_model, load_model
+from wmtool.options import resolve
+from wmtool.run import Run
+from wmtool.stats import OwnershipResult, ownership_test
+from wmtool.training import accuracy, fit_supervised
+
+
+def task_of(data: Dataset) -> ModelCard:
+    """A card describing ``data``'s task (the architecture is filled in by the caller)."""
+    return ModelCard(arch="", input_shape=data.input_shape, num_classes=data.num_classes, classes=data.classes)
+
+
+def check_task(card: ModelCard, data: Dataset, what: str) -> None:
+    """Refuse data whose image shape or class count differs from what the model expects."""
+    if tuple(card.input_shape) != data.input_shape:
+        raise UserError(f"{what} expects inputs of shape {tuple(card.input_shape)}, {data.name} has {data.input_shape}")
+    if data.num_classes > card.num_classes:
+        raise UserError(f"{what} has {card.num_classes} classes, {data.name} has labels up to {data.num_classes - 1}")
+
+
+def open_model(run: Run, path: str, *, arch: str | None = None, arch_args: dict[str, Any] | None = None,
+               task: ModelCard | None = None) -> Classifier:
+    """Load a model onto the run's device (``task`` supplies shape and classes for ``--arch``)."""
+    device = run.torch_device
+    return load_model(path, run.registry, arch=arch, arch_args=arch_args, task=task).to(device).eval()
+
+
+def new_model(run: Run, arch: str, arch_args: dict[str, Any], data: Dataset) -> Classifier:
+    """A freshly initialised model of ``arch`` for ``data``'s task, on the run's device."""
+    device = run.torch_device
+    card = task_of(data)
+    return build_model(run.registry, ModelCard(arch, card.input_shape, card.num_classes, arch_args,
+                                               classes=card.classes)).to(device)
+
+
+def test_accuracy(model: Predictor, data_spec: str, run: Run) -> float | None:
+    """Accuracy on the test split of ``data_spec`` (None when it has none that fits)."""
+    try:
+        test = load_dataset(data_spec, "test", seed=run.seed)
+    except UserError:
+        return None
+    if test.input_shape != tuple(model.card.input_shape):
+        return None
+    return accuracy(model, test.x, test.y)
+
+
+@dataclass
+class Trained:
+    """A trained model with its validation accuracy and per-epoch losses."""
+
+    model: Classifier
+    validation_accuracy: float
+    losses: list[float]
+    seconds: float
+
+
+def train_model(run: Run, arch: str, arch_args: dict[str, Any], data: Dataset, *, epochs: int, batch_size: int,
+                lr: float, optimizer: str, validation: float) -> Trained:
+    """Train a fresh model of ``arch`` on ``data``, holding out a ``validation`` fraction (by seed)."""
+    start = time.perf_counter()
+    train, held_out = split_validation(data, validation, run.seed) if validation > 0 else (data, None)
+    model = new_model(run, arch, arch_args, data)
+    losses = fit_supervised(model, train.x, train.y, epochs=epochs, batch_size=batch_size, lr=lr,
+                            optimizer=optimizer, seed=run.seed, progress=run.progress, description=f"training {arch}")
+    val = accuracy(model, held_out.x, held_out.y) if held_out is not None and len(held_out) else float("nan")
+    return Trained(model, val, losses, time.perf_counter() - start)
+
+
+def embed_watermark(run: Run, scheme: str, given: dict[str, Any], data: Dataset, model: Classifier,
+                    pretrained: bool) -> EmbedOutcome:
+    """Run embedder ``scheme`` on ``model`` (``given``: its option values, validated here)."""
+    embedder = run.registry.get("embedder", scheme)
+    run.registry.get("verifier", embedder.verifier)
+    params = resolve(embedder.options, given, f"embedder {scheme}")
+    check_task(model.card, data, "the model")
+    job = EmbedJob(model, pretrained, data, params, run.registry, run.seed, run.progress)
+    return embedder.embed(job)
+
+
+def make_key(run: Run, scheme: str, outcome: EmbedOutcome, model_sha256: str) -> Key:
+    """The key for a marked model."""
+    verifier = run.registry.get("embedder", scheme).verifier
+    return Key(scheme, verifier, outcome.params, Task.of(outcome.model.card), outcome.null, model_sha256,
+               outcome.arrays)
+
+
+def attack_model(run: Run, name: str, given: dict[str, Any], victim: Classifier, data: Dataset
+                 ) -> tuple[AttackOutcome, dict[str, Any], float]:
+    """Run attack ``name`` on ``victim`` with the attacker's ``data``: the outcome, the options used, wall seconds."""
+    attack = run.registry.get("attack", name)
+    params = resolve(attack.options, given, f"attack {name}")
+    check_task(victim.card, data, "the victim")
+    start = time.perf_counter()
+    outcome = attack.run(AttackJob(victim, data, params, run.registry, run.seed, run.progress))
+    return outcome, params, time.perf_counter() - start
+
+
+def verify_suspect(run: Run, key: Key, suspect: Predictor, *, alpha: float, test: str,
+                   queries: int | None, given: dict[str, Any] | None = None) -> tuple[OwnershipResult, dict]:
+    """Gather the key's verifier's evidence from ``suspect`` and run the ownership test on it."""
+    if tuple(suspect.card.input_shape) != tuple(key.task.input_shape):
+        raise UserError(f"the suspect takes inputs of shape {tuple(suspect.card.input_shape)}, "
+                        f"the key's task has {tuple(key.task.input_shape)}")
+    if suspect.card.num_classes != key.task.num_classes:
+        raise UserError(f"the suspect has {suspect.card.num_classes} classes, the key's task has {key.task.num_classes}")
+    if queries is not None and queries < 1:
+        raise UserError(f"--queries must be positive, got {queries}")
+    verifier = run.registry.get("verifier", key.verifier)
+    params = resolve(verifier.options, given or {}, f"verifier {key.verifier}")
+    evidence = verifier.verify(VerifyJob(key, suspect, params, queries))
+    result = ownership_test(evidence.successes, evidence.trials, evidence.null_rate, alpha=alpha, test=test)
+    return result, evidence.details
