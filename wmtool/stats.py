@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -85,13 +84,26 @@ def queries_needed(success_rate: float, null_rate: float, *, alpha: float = 0.01
     A suspect answering ``n`` queries is taken to score ``floor(success_rate · n)``; None when
     no number up to ``limit`` suffices (a success rate at or below the null rate never does).
     """
+    import numpy as np
+    from scipy.stats import binom, t
+
     if success_rate <= null_rate:
         return None
-    for n in range(1, limit + 1):
-        successes = math.floor(success_rate * n + 1e-9)
-        if p_value(successes, n, null_rate, test) < alpha:
-            return n
-    return None
+    n = np.arange(1, limit + 1)
+    k = np.floor(success_rate * n + 1e-9)
+    if test == "binomial":
+        p = binom.sf(k - 1, n, null_rate)
+    elif test == "ttest":
+        mean = k / n
+        with np.errstate(divide="ignore", invalid="ignore"):
+            variance = (k * (1 - mean) ** 2 + (n - k) * mean**2) / (n - 1)
+            statistic = (mean - null_rate) / np.sqrt(variance / n)
+            p = np.where(variance > 0, t.sf(statistic, n - 1), np.where(mean > null_rate, 0.0, 1.0))
+        p[n < 2] = 1.0
+    else:
+        raise UserError(f"unknown test {test!r}; use {' or '.join(TESTS)}")
+    hits = np.flatnonzero(p < alpha)
+    return int(n[hits[0]]) if hits.size else None
 
 
 def clopper_pearson_upper(successes: int, trials: int, confidence: float = 0.99) -> float:

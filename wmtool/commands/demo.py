@@ -16,7 +16,7 @@ def demo(
     scheme: Annotated[str, typer.Option("--scheme", help="Watermarking scheme to show.")] = "backdoor",
     attack_name: Annotated[str, typer.Option("--attack", help="Attack to run on the marked model.")] = "finetune",
     out_dir: Annotated[Path | None, typer.Option("--out-dir", help="Keep the models and key here.")] = None,
-    epochs: Annotated[int, typer.Option("--epochs", help="Epochs of clean training.")] = 10,
+    epochs: Annotated[int, typer.Option("--epochs", help="Epochs of clean training.")] = 30,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     device: DeviceOpt = "auto",
@@ -32,7 +32,7 @@ def demo(
     run = Run(json_out, quiet, device, seed)
     data = load_dataset("digits", "train")
     test = load_dataset("digits", "test")
-    owner, attacker = split_validation(data, 0.5, seed)
+    owner, attacker = split_validation(data, 0.3, seed)
     folder = out_dir or Path(tempfile.mkdtemp(prefix="wmtool-demo-"))
     folder.mkdir(parents=True, exist_ok=True)
 
@@ -48,7 +48,7 @@ def demo(
     save_model(attacked.model, folder / "attacked.safetensors")
 
     rows = []
-    for label, model in (("clean", clean), ("marked", outcome.model), (f"attacked ({attack_name})", attacked.model)):
+    for label, model in (("clean", clean), ("marked", outcome.model), ("attacked", attacked.model)):
         result, _ = verify_suspect(run, key, model, alpha=0.01, test="binomial", queries=None)
         rows.append({"model": label, "accuracy": accuracy(model, test.x, test.y),
                      "watermark_success": result.success_rate, "p_value": result.p_value, "claimed": result.claimed})

@@ -32,6 +32,7 @@ def verify(
     from wmtool.keys import load_key
     from wmtool.model_card import ModelCard
     from wmtool.models import file_sha256
+    from wmtool.stats import queries_needed
     from wmtool.workflows import open_model, verify_suspect
 
     run = Run(json_out, quiet, device, seed)
@@ -43,11 +44,13 @@ def verify(
     if expect_marked and not same_file:
         raise UserError(f"{suspect} is not the model this key was made for (sha256 differs)")
     result, details = verify_suspect(run, owner_key, model, alpha=alpha, test=test, queries=queries)
-    payload = {**result.to_json(), "scheme": owner_key.scheme, "verifier": owner_key.verifier,
+    needed = queries_needed(result.success_rate, result.null_rate, alpha=alpha, test=test)
+    payload = {**result.to_json(), "queries_needed": needed, "scheme": owner_key.scheme, "verifier": owner_key.verifier,
                "null_method": owner_key.null.method, "suspect": str(suspect), "same_file_as_marked": same_file,
                "details": details}
     verdict = "ownership SHOWN" if result.claimed else "ownership NOT shown"
     emit(run, payload, lambda out: out.print(
         f"{verdict}: watermark success {fmt(result.success_rate)} ({result.successes}/{result.queries} queries), "
-        f"null rate {fmt(result.null_rate)}, p-value {fmt_p(result.p_value)} ({result.test}, alpha {alpha})"))
+        f"null rate {fmt(result.null_rate)}, p-value {fmt_p(result.p_value)} ({result.test}, alpha {alpha}); "
+        f"queries needed at this success rate: {needed if needed is not None else 'never'}"))
     raise typer.Exit(0 if result.claimed else 1)

@@ -1,0 +1,107 @@
+"""The plugin layer: built-ins through entry points, a fake plugin in-process, broken plugins reported."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from wmtool import hookimpl, hookspecs, plugins
+from wmtool.api import Attack, AttackOutcome, Option
+from wmtool.plugins import get_registry, pm
+
+
+class FakePlugin:
+    """Registers one attack that returns the victim unchanged, plus a duplicate of a built-in name."""
+
+    @hookimpl
+    def register_attacks(self, register):
+        register(Attack("identity", "returns the victim unchanged", lambda job: AttackOutcome(job.victim),
+                        (Option("strength", int, 1, "unused"),)))
+        register(Attack("finetune", "a clash with the built-in", lambda job: AttackOutcome(job.victim)))
+
+
+class BrokenPlugin:
+    @hookimpl
+    def register_embedders(self, register):
+        raise RuntimeError("boom")
+
+
+@pytest.fixture
+def fake_plugin():
+    pm.register(FakePlugin(), name="fake")
+    yield
+    pm.unregister(name="fake")
+
+
+def test_builtins_come_through_the_entry_points():
+    registry = get_registry()
+    assert {"backdoor"} <= set(registry.names("embedder"))
+    assert {"finetune"} <= set(registry.names("attack"))
+    assert {"trigger-set"} <= set(registry.names("verifier"))
+    assert registry.entries["embedder"]["backdoor"].distribution == "wmtool"
+    assert {"ewe-cnn", "mlp", "ingrain-cnn", "resnet18"} <= set(registry.names("architecture"))
+
+
+def test_every_hookspec_is_implemented_by_some_plugin():
+    specs = {name for name in dir(hookspecs) if name.startswith("register_")}
+    implemented = {name for name in specs if getattr(pm.hook, name).get_hookimpls()}
+    assert specs == implemented
+
+
+def test_fake_plugin_registers_in_process_and_duplicates_are_reported(fake_plugin, cli):
+    registry = get_registry()
+    assert registry.get("attack", "identity").options[0].name == "strength"
+    assert registry.entries["attack"]["finetune"].distribution == "wmtool"
+    assert any("'finetune' is already registered" in p for p in registry.problems)
+    listed = cli.json("plugins")
+    names = {(row["kind"], row["name"]) for row in listed["plugins"]}
+    assert ("attack", "identity") in names
+    for row in listed["plugins"]:
+        assert set(row) >= {"name", "kind", "distribution", "version", "summary"}
+
+
+def test_a_plugin_that_raises_is_reported_and_the_rest_works():
+    pm.register(BrokenPlugin(), name="broken")
+    try:
+        registry = get_registry()
+        assert any("register_embedders raised RuntimeError: boom" in p for p in registry.problems)
+        assert "backdoor" in registry.names("embedder")
+    finally:
+        pm.unregister(name="broken")
+
+
+def test_a_plugin_that_fails_to_import_is_one_warning(monkeypatch, capsys):
+    class BadEntry:
+        name = "bad"
+        dist = type("Dist", (), {"name": "bad-dist", "version": "9"})()
+
+        def load(self):
+            raise ImportError("no module named nowhere")
+
+    monkeypatch.setattr(plugins, "_loaded", False)
+    monkeypatch.setattr(plugins, "_load_problems", [])
+    monkeypatch.setattr(plugins, "entry_points", lambda group: [BadEntry()])
+    registry = get_registry()
+    assert registry.problems == ["plugin 'bad' from bad-dist failed to load: ImportError: no module named nowhere"]
+    assert "backdoor" in registry.names("embedder")  # registered before, still there
+
+
+def run_wmtool(*args, env_extra):
+    env = {**os.environ, **env_extra}
+    return subprocess.run([sys.executable, "-m", "wmtool", *args], capture_output=True, text=True, env=env,
+                          timeout=120)
+
+
+def test_load_plugins_variable_selects_distributions():
+    none = json.loads(run_wmtool("plugins", "--json", env_extra={"WMTOOL_LOAD_PLUGINS": ""}).stdout)
+    assert {row["kind"] for row in none["plugins"]} == {"architecture"}
+    only = json.loads(run_wmtool("plugins", "--json", env_extra={"WMTOOL_LOAD_PLUGINS": "wmtool"}).stdout)
+    assert "backdoor" in {row["name"] for row in only["plugins"]}
+
+
+def test_help_does_not_import_torch():
+    code = "import sys; from wmtool.cli import app; app(['--help'], standalone_mode=False); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip().endswith("False")

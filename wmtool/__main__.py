@@ -1,0 +1,5 @@
+"""``python -m wmtool``."""
+
+from wmtool.cli import main
+
+main()
