@@ -36,6 +36,7 @@ class EmbedJob:
     params: dict[str, Any]
     registry: "Registry"
     seed: int = 0
+    device: str = "cpu"
     progress: Progress = SILENT
 
 
@@ -58,6 +59,7 @@ class AttackJob:
     params: dict[str, Any]
     registry: "Registry"
     seed: int = 0
+    device: str = "cpu"
     progress: Progress = SILENT
 
 

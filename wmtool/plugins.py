@@ -8,7 +8,7 @@ from importlib.metadata import entry_points
 
 import pluggy
 
-from wmtool import architectures, hookspecs
+from wmtool import __version__, architectures, hookspecs
 from wmtool.registry import Architecture, Attack, Embedder, Kind, Registry, Verifier
 
 ENTRY_POINT_GROUP = "wmtool"
@@ -25,7 +25,7 @@ pm = pluggy.PluginManager("wmtool")
 pm.add_hookspecs(hookspecs)
 pm.register(architectures, name="wmtool.architectures")
 
-_origins: dict[str, tuple[str, str]] = {"wmtool.architectures": ("wmtool", "")}
+_origins: dict[str, tuple[str, str]] = {"wmtool.architectures": ("wmtool", __version__)}
 _load_problems: list[str] = []
 _loaded = False
 

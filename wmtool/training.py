@@ -34,14 +34,15 @@ def resolve_device(name: str) -> str:
     return name
 
 
-def make_optimizer(name: str, params: Iterable[Any], lr: float) -> torch.optim.Optimizer:
-    """An optimizer by name: ``adam``, ``sgd`` (momentum 0.9) or ``adadelta``."""
+def make_optimizer(name: str, params: Iterable[Any], lr: float, **options: Any) -> torch.optim.Optimizer:
+    """An optimizer by name: ``adam``, ``sgd`` (momentum 0.9 unless given) or ``adadelta``; ``options``
+    go to its constructor (e.g. ``eps``)."""
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr)
+        return torch.optim.Adam(params, lr=lr, **options)
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=0.9)
+        return torch.optim.SGD(params, lr=lr, **{"momentum": 0.9, **options})
     if name == "adadelta":
-        return torch.optim.Adadelta(params, lr=lr)
+        return torch.optim.Adadelta(params, lr=lr, **options)
     raise UserError(f"unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)}")
 
 
@@ -70,8 +71,9 @@ def to_device(batch: Batch, device: torch.device | str) -> Batch:
 
 
 def fit(model: nn.Module, epoch_batches: Callable[[int], Iterable[Batch]], *, epochs: int, lr: float,
-        optimizer: str = "adam", loss: Callable[[nn.Module, Batch], torch.Tensor] = cross_entropy,
-        extra_param_groups: Sequence[dict[str, Any]] = (), steps_per_epoch: int | None = None,
+        optimizer: str = "adam", optimizer_options: dict[str, Any] | None = None,
+        loss: Callable[[nn.Module, Batch], torch.Tensor] = cross_entropy,
+        after_step: Callable[[], None] | None = None, steps_per_epoch: int | None = None,
         progress: Progress = SILENT, description: str = "training") -> list[float]:
     """Train ``model`` in place and return the mean loss of each epoch.
 
@@ -82,7 +84,7 @@ def fit(model: nn.Module, epoch_batches: Callable[[int], Iterable[Batch]], *, ep
     if epochs < 0 or lr <= 0:
         raise UserError(f"epochs must be ≥ 0 and the learning rate positive (got {epochs}, {lr})")
     device = next(model.parameters()).device
-    opt = make_optimizer(optimizer, [{"params": list(model.parameters())}, *extra_param_groups], lr)
+    opt = make_optimizer(optimizer, model.parameters(), lr, **(optimizer_options or {}))
     history = []
     total = epochs * steps_per_epoch if steps_per_epoch else epochs
     with progress.task(description, total) as advance:
@@ -96,6 +98,8 @@ def fit(model: nn.Module, epoch_batches: Callable[[int], Iterable[Batch]], *, ep
                     raise UserError(f"{description}: the loss became {value.item()}; try a smaller --lr")
                 value.backward()
                 opt.step()
+                if after_step is not None:
+                    after_step()
                 losses.append(value.item())
                 if steps_per_epoch:
                     advance(1)
@@ -107,12 +111,15 @@ def fit(model: nn.Module, epoch_batches: Callable[[int], Iterable[Batch]], *, ep
 
 
 def fit_supervised(model: nn.Module, x: np.ndarray, y: np.ndarray, *, epochs: int, batch_size: int, lr: float,
-                   seed: int, optimizer: str = "adam", progress: Progress = SILENT,
-                   description: str = "training") -> list[float]:
-    """Train ``model`` with cross-entropy on (x, y), shuffled each epoch by ``seed``."""
-    rng = np.random.default_rng(seed)
+                   seed: int, optimizer: str = "adam", optimizer_options: dict[str, Any] | None = None,
+                   shuffle: bool = True, loss: Callable[[nn.Module, Batch], torch.Tensor] = cross_entropy,
+                   progress: Progress = SILENT, description: str = "training") -> list[float]:
+    """Train ``model`` on (x, y) (labels, or per-class probabilities for a suitable ``loss``),
+    shuffled each epoch by ``seed`` unless ``shuffle`` is False."""
+    rng = np.random.default_rng(seed) if shuffle else None
     return fit(model, lambda epoch: batches(x, y, batch_size, rng), epochs=epochs, lr=lr, optimizer=optimizer,
-               steps_per_epoch=-(-len(y) // batch_size), progress=progress, description=description)
+               optimizer_options=optimizer_options, loss=loss, steps_per_epoch=-(-len(y) // batch_size),
+               progress=progress, description=description)
 
 
 def accuracy(model: Any, x: np.ndarray, y: np.ndarray) -> float:

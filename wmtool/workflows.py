@@ -18,6 +18,9 @@ from wmtool.stats import OwnershipResult, ownership_test
 from wmtool.training import accuracy, fit_supervised
 
 
+MAX_NULL_RATE = 0.5
+
+
 def task_of(data: Dataset) -> ModelCard:
     """A card describing ``data``'s task (the architecture is filled in by the caller)."""
     return ModelCard(arch="", input_shape=data.input_shape, num_classes=data.num_classes, classes=data.classes)
@@ -86,8 +89,12 @@ def embed_watermark(run: Run, scheme: str, given: dict[str, Any], data: Dataset,
     run.registry.get("verifier", embedder.verifier)
     params = resolve(embedder.options, given, f"embedder {scheme}")
     check_task(model.card, data, "the model")
-    job = EmbedJob(model, pretrained, data, params, run.registry, run.seed, run.progress)
-    return embedder.embed(job)
+    job = EmbedJob(model, pretrained, data, params, run.registry, run.seed, run.torch_device, run.progress)
+    outcome = embedder.embed(job)
+    if outcome.null.rate >= MAX_NULL_RATE:
+        raise UserError(f"models without the watermark already give its expected answers (null rate "
+                        f"{outcome.null.rate:.2f}): no ownership could be shown; choose other classes or triggers")
+    return outcome
 
 
 def make_key(run: Run, scheme: str, outcome: EmbedOutcome, model_sha256: str) -> Key:
@@ -104,7 +111,7 @@ def attack_model(run: Run, name: str, given: dict[str, Any], victim: Classifier,
     params = resolve(attack.options, given, f"attack {name}")
     check_task(victim.card, data, "the victim")
     start = time.perf_counter()
-    outcome = attack.run(AttackJob(victim, data, params, run.registry, run.seed, run.progress))
+    outcome = attack.run(AttackJob(victim, data, params, run.registry, run.seed, run.torch_device, run.progress))
     return outcome, params, time.perf_counter() - start
 
 

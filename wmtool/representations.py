@@ -1,0 +1,64 @@
+"""Hidden representations of a model's named layers, and the soft-nearest-neighbour loss over them."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator, Sequence
+
+import torch
+from torch import nn
+
+from wmtool.errors import UserError
+
+METRICS = ("cosine", "euclidean")
+
+
+@contextmanager
+def capture(model: nn.Module, layers: Sequence[str]) -> Iterator[dict[str, torch.Tensor]]:
+    """While active, each forward pass stores the outputs of the named submodules (of ``model.net`` for a
+    :class:`~wmtool.models.Classifier`) in the yielded dictionary."""
+    net = getattr(model, "net", model)
+    modules = dict(net.named_modules())
+    missing = [name for name in layers if name not in modules]
+    if missing:
+        known = ", ".join(name for name in modules if name)
+        raise UserError(f"the model has no layer {missing[0]!r}; its layers: {known}")
+    outputs: dict[str, torch.Tensor] = {}
+    handles = [modules[name].register_forward_hook(
+        lambda module, args, output, name=name: outputs.__setitem__(name, output)) for name in layers]
+    try:
+        yield outputs
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def pairwise_distances(x: torch.Tensor, metric: str = "cosine") -> torch.Tensor:
+    """Pairwise distances between the rows of ``x``: ``1 − cos`` or squared Euclidean."""
+    if metric == "cosine":
+        unit = x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        return 1 - unit @ unit.T
+    if metric == "euclidean":
+        squares = (x * x).sum(dim=1)
+        return (squares[:, None] + squares[None, :] - 2 * x @ x.T).clamp_min(0)
+    raise UserError(f"unknown distance {metric!r}; use {' or '.join(METRICS)}")
+
+
+def snnl(h: torch.Tensor, groups: torch.Tensor, temperature: torch.Tensor | float,
+         metric: str = "cosine") -> torch.Tensor:
+    """Soft-nearest-neighbour loss (EWE eq. 1, Frosst et al.) of representations ``h`` with group labels.
+
+    ``-mean_i log( Σ_{j≠i, same group} e^{-d_ij/T} / Σ_{k≠i} e^{-d_ik/T} )``, computed with
+    log-sum-exp. As in the EWE authors' code, a ReLU is applied to ``h`` first and each representation
+    is flattened. High values mean the groups are entangled. Points alone in their group are skipped.
+    """
+    x = torch.relu(h).flatten(1)
+    logits = -pairwise_distances(x, metric) / temperature
+    self_mask = torch.eye(len(x), dtype=torch.bool, device=x.device)
+    same = (groups[:, None] == groups[None, :]) & ~self_mask
+    log_all = torch.logsumexp(logits.masked_fill(self_mask, float("-inf")), dim=1)
+    log_same = torch.logsumexp(logits.masked_fill(~same, float("-inf")), dim=1)
+    valid = same.any(dim=1)
+    if not valid.any():
+        raise ValueError("the soft-nearest-neighbour loss needs at least two points in some group")
+    return -(log_same[valid] - log_all[valid]).mean()
