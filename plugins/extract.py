@@ -55,6 +55,8 @@ def run(job: AttackJob) -> AttackOutcome:
     except json.JSONDecodeError as exc:
         raise UserError(f"--student-args is not valid JSON ({exc})") from None
     arch = p["student"] or victim.card.arch
+    if arch == "onnx" and not p["student"]:
+        raise UserError("the victim is an ONNX graph: name the extracted model's architecture with --student")
     answers = victim_outputs(victim, job.data.x, p["labels"])
     torch.manual_seed(job.seed)
     card = ModelCard(arch, victim.card.input_shape, victim.card.num_classes,

@@ -49,7 +49,7 @@ app = typer.Typer(
 
 
 def _register_commands() -> None:
-    from wmtool.commands import accuracy, attack, demo, embed, inspect, plugin_list, train, verify
+    from wmtool.commands import accuracy, attack, convert, demo, embed, inspect, plugin_list, train, verify
 
     app.command("train")(train.train)
     app.command("embed", cls=embed.EmbedCommand)(embed.embed)
@@ -57,6 +57,7 @@ def _register_commands() -> None:
     app.command("verify")(verify.verify)
     app.command("accuracy")(accuracy.accuracy)
     app.command("inspect")(inspect.inspect)
+    app.command("convert")(convert.convert)
     app.command("plugins")(plugin_list.plugins)
     app.command("demo")(demo.demo)
 

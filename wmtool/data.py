@@ -12,7 +12,7 @@ import numpy as np
 
 from wmtool.errors import UserError
 
-Split = Literal["train", "test"]
+Split = Literal["train", "test", "all"]
 HOLDOUT_SEED = 0
 HOLDOUT_FRACTION = 0.2
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
@@ -54,11 +54,11 @@ class Dataset:
 def load_dataset(spec: str, split: Split = "train", *, limit: int | None = None, seed: int = 0) -> Dataset:
     """Load ``spec``: ``digits``, an IDX folder, a ``.npz`` file or an image folder (one subfolder per class).
 
-    Sources with no test split hold out a fixed, seed-independent 20% as ``test``. ``limit`` keeps
-    that many samples chosen at random by ``seed``.
+    Sources with no test split hold out a fixed, seed-independent 20% as ``test``; ``all`` is every
+    sample of the source (both splits). ``limit`` keeps that many samples chosen at random by ``seed``.
     """
-    if split not in ("train", "test"):
-        raise UserError(f"unknown split {split!r}; use train or test")
+    if split not in ("train", "test", "all"):
+        raise UserError(f"unknown split {split!r}; use train, test or all")
     if spec == "digits":
         data = _holdout(_digits(), split)
     else:
@@ -93,6 +93,8 @@ def split_validation(data: Dataset, fraction: float, seed: int) -> tuple[Dataset
 
 def _holdout(data: Dataset, split: Split) -> Dataset:
     """The fixed train or test part of a source that has no test split of its own."""
+    if split == "all":
+        return data
     order = np.random.default_rng(HOLDOUT_SEED).permutation(len(data))
     cut = int(round(len(data) * (1 - HOLDOUT_FRACTION)))
     index = order[:cut] if split == "train" else order[cut:]
@@ -144,6 +146,10 @@ def read_idx(path: Path) -> np.ndarray:
 
 
 def _idx(folder: Path, split: Split) -> Dataset:
+    if split == "all":
+        train, test = _idx(folder, "train"), _idx(folder, "test")
+        return Dataset(np.concatenate([train.x, test.x]), np.concatenate([train.y, test.y]),
+                       max(train.num_classes, test.num_classes), f"{folder.name}:all")
     images_stem, labels_stem = _IDX_NAMES[split]
     images_path, labels_path = _find_idx(folder, images_stem), _find_idx(folder, labels_stem)
     if images_path is None or labels_path is None:
@@ -179,7 +185,11 @@ def _npz(path: Path, split: Split) -> Dataset:
     try:
         archive = np.load(path, allow_pickle=False)
         names = set(archive.files)
-        if {f"x_{split}", f"y_{split}"} <= names:
+        if split == "all" and {"x_train", "x_test", "y_train", "y_test"} <= names:
+            x = np.concatenate([archive["x_train"], archive["x_test"]])
+            y = np.concatenate([archive["y_train"], archive["y_test"]])
+            has_splits = True
+        elif {f"x_{split}", f"y_{split}"} <= names:
             x, y = archive[f"x_{split}"], archive[f"y_{split}"]
             has_splits = True
         elif {"x", "y"} <= names:

@@ -52,9 +52,10 @@ class EmbedOutcome:
 
 @dataclass
 class AttackJob:
-    """An attack request: the victim, the attacker's data and the attack's options."""
+    """An attack request: the victim (a trainable Classifier for white-box attacks, any Predictor for
+    black-box ones), the attacker's data and the attack's options."""
 
-    victim: "Classifier"
+    victim: Any
     data: "Dataset"
     params: dict[str, Any]
     registry: "Registry"

@@ -17,6 +17,7 @@ from wmtool.atomic import write_atomic
 from wmtool.errors import UserError
 from wmtool.model_card import METADATA_KEY, ModelCard
 from wmtool.options import resolve
+from wmtool.preprocessing import Preprocessing
 from wmtool.registry import Registry
 
 PICKLE_SUFFIXES = {".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin"}
@@ -77,14 +78,19 @@ def file_sha256(path: str | Path) -> str:
 
 
 def save_model(model: Classifier, path: str | Path, *, force: bool = True) -> str:
-    """Write the network's tensors and card to a safetensors file atomically; return its sha256."""
-    from safetensors.torch import save
-
+    """Write the model atomically as safetensors (tensors + card) or ONNX, by the suffix; return its sha256."""
     path = Path(path)
-    if path.suffix != ".safetensors":
-        raise UserError(f"{path}: output models are written as .safetensors files")
-    tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in model.net.state_dict().items()}
-    data = save(tensors, metadata={METADATA_KEY: json.dumps(model.card.to_json())})
+    if path.suffix == ".onnx":
+        from wmtool.onnx_io import to_onnx_bytes
+
+        data = to_onnx_bytes(model)
+    elif path.suffix == ".safetensors":
+        from safetensors.torch import save
+
+        tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in model.net.state_dict().items()}
+        data = save(tensors, metadata={METADATA_KEY: json.dumps(model.card.to_json())})
+    else:
+        raise UserError(f"{path}: output models are written as .safetensors or .onnx files")
     write_atomic(path, data, force=force)
     return hashlib.sha256(data).hexdigest()
 
@@ -144,15 +150,23 @@ def read_card(path: str | Path) -> ModelCard | None:
 
 
 def load_model(path: str | Path, registry: Registry, *, arch: str | None = None,
-               arch_args: dict[str, Any] | None = None, task: ModelCard | None = None) -> Classifier:
-    """Load a safetensors model.
+               arch_args: dict[str, Any] | None = None, task: ModelCard | None = None,
+               preprocessing: Preprocessing | None = None) -> Classifier:
+    """Load a model as a trainable torch module: safetensors, or ONNX converted to torch ops.
 
-    Its own card decides the architecture; ``arch`` (with ``arch_args``) names one for a file that has
-    no card, taking input shape, classes and preprocessing from ``task`` (a dataset's or key's).
+    A safetensors file's own card decides the architecture; ``arch`` (with ``arch_args``) names one
+    for a file that has none, taking input shape, classes and preprocessing from ``task`` (a
+    dataset's or key's). ``preprocessing`` (the user's flags) overrides the stored one.
     """
     path = check_readable(path)
     if path.suffix.lower() == ".onnx":
-        raise UserError(f"{path}: ONNX models are not supported by this version of wmtool; use a .safetensors file")
+        from wmtool.onnx_io import card_of, read_onnx
+        from wmtool.onnx_torch import OnnxModule, graph_without_weights
+
+        proto = read_onnx(path)
+        card = card_of(proto, path, preprocessing=preprocessing, task=task)
+        card = dataclasses.replace(card, arch="onnx", arch_args={"graph": graph_without_weights(proto)})
+        return Classifier(OnnxModule(proto), card)
     card = read_card(path)
     if card is None or arch is not None:
         if arch is None:
@@ -170,7 +184,23 @@ def load_model(path: str | Path, registry: Registry, *, arch: str | None = None,
     except (SafetensorError, OSError) as exc:
         raise UserError(f"{path}: unreadable safetensors file ({exc})") from None
     _load_state(model.net, tensors, path, card.arch)
+    if preprocessing is not None:
+        model.card = dataclasses.replace(model.card, preprocessing=preprocessing)
     return model
+
+
+def open_predictor(path: str | Path, registry: Registry, *, device: str, arch: str | None = None,
+                   arch_args: dict[str, Any] | None = None, task: ModelCard | None = None,
+                   preprocessing: Preprocessing | None = None) -> Any:
+    """A model to query black-box: ONNX through onnxruntime, safetensors as a torch module in eval mode."""
+    path = check_readable(path)
+    if path.suffix.lower() == ".onnx":
+        from wmtool.onnx_io import OnnxPredictor, card_of, read_onnx
+
+        proto = read_onnx(path)
+        return OnnxPredictor(path, proto, card_of(proto, path, preprocessing=preprocessing, task=task), device)
+    model = load_model(path, registry, arch=arch, arch_args=arch_args, task=task, preprocessing=preprocessing)
+    return model.to(device).eval()
 
 
 def _load_state(net: nn.Module, tensors: dict[str, torch.Tensor], path: Path, arch: str) -> None:

@@ -11,8 +11,9 @@ from wmtool.errors import UserError
 from wmtool.jobs import AttackJob, AttackOutcome, EmbedJob, EmbedOutcome, Predictor, VerifyJob
 from wmtool.keys import Key, Task
 from wmtool.model_card import ModelCard
-from wmtool.models import Classifier, build_model, load_model
+from wmtool.models import Classifier, build_model, load_model, open_predictor
 from wmtool.options import resolve
+from wmtool.preprocessing import Preprocessing
 from wmtool.run import Run
 from wmtool.stats import OwnershipResult, ownership_test
 from wmtool.training import accuracy, fit_supervised
@@ -35,10 +36,18 @@ def check_task(card: ModelCard, data: Dataset, what: str) -> None:
 
 
 def open_model(run: Run, path: str, *, arch: str | None = None, arch_args: dict[str, Any] | None = None,
-               task: ModelCard | None = None) -> Classifier:
-    """Load a model onto the run's device (``task`` supplies shape and classes for ``--arch``)."""
+               task: ModelCard | None = None, preprocessing: Preprocessing | None = None) -> Classifier:
+    """Load a trainable model onto the run's device (``task`` supplies shape and classes for ``--arch``)."""
     device = run.torch_device
-    return load_model(path, run.registry, arch=arch, arch_args=arch_args, task=task).to(device).eval()
+    return load_model(path, run.registry, arch=arch, arch_args=arch_args, task=task,
+                      preprocessing=preprocessing).to(device).eval()
+
+
+def open_suspect(run: Run, path: str, *, arch: str | None = None, arch_args: dict[str, Any] | None = None,
+                 task: ModelCard | None = None, preprocessing: Preprocessing | None = None) -> Predictor:
+    """Open a model for black-box queries (ONNX through onnxruntime) on the run's device."""
+    return open_predictor(path, run.registry, device=run.torch_device, arch=arch, arch_args=arch_args, task=task,
+                          preprocessing=preprocessing)
 
 
 def new_model(run: Run, arch: str, arch_args: dict[str, Any], data: Dataset) -> Classifier:
@@ -104,7 +113,7 @@ def make_key(run: Run, scheme: str, outcome: EmbedOutcome, model_sha256: str) ->
                outcome.arrays)
 
 
-def attack_model(run: Run, name: str, given: dict[str, Any], victim: Classifier, data: Dataset
+def attack_model(run: Run, name: str, given: dict[str, Any], victim: Predictor, data: Dataset
                  ) -> tuple[AttackOutcome, dict[str, Any], float]:
     """Run attack ``name`` on ``victim`` with the attacker's ``data``: the outcome, the options used, wall seconds."""
     attack = run.registry.get("attack", name)

@@ -20,11 +20,17 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto | cpu | cuda (auto: CUDA when available).")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for every random choice.")]
 DataOpt = Annotated[str, typer.Option("--data", help="digits (embedded), an IDX folder, a .npz or an image folder.")]
-SplitOpt = Annotated[str, typer.Option("--split", help="train | test.")]
+SplitOpt = Annotated[str, typer.Option("--split", help="train | test | all (sources without a test split hold out a fixed 20% as test).")]
 LimitOpt = Annotated[int | None, typer.Option("--limit", help="Use at most this many samples (chosen by --seed).")]
 ArchOpt = Annotated[str | None, typer.Option("--arch", help="Architecture for a file that names none.")]
 ArchArgsOpt = Annotated[str | None, typer.Option("--arch-args", help="JSON object of the architecture's arguments.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")]
+InputRangeOpt = Annotated[float | None, typer.Option(
+    "--input-range", help="Preprocessing: the model takes pixels in [0, R], e.g. 1 or 255.")]
+MeanOpt = Annotated[str | None, typer.Option(
+    "--mean", help="Preprocessing: mean per channel (comma-separated, in input-range units), subtracted.")]
+StdOpt = Annotated[str | None, typer.Option("--std", help="Preprocessing: std per channel, divided by.")]
+LayoutOpt = Annotated[str | None, typer.Option("--layout", help="Preprocessing: NCHW or NHWC input layout.")]
 
 
 def console() -> "Console":
@@ -64,6 +70,24 @@ def parse_arch_args(raw: str | None) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise UserError("--arch-args must be a JSON object, e.g. '{\"width\": 800}'")
     return value
+
+
+def preprocessing_flags(input_range: float | None, mean: str | None, std: str | None, layout: str | None):
+    """The Preprocessing the flags state, or None when none was given (the model's own then applies)."""
+    if input_range is None and mean is None and std is None and layout is None:
+        return None
+    from wmtool.preprocessing import Preprocessing
+
+    def numbers(raw: str | None, flag: str) -> tuple[float, ...] | None:
+        if raw is None:
+            return None
+        try:
+            return tuple(float(v) for v in raw.split(","))
+        except ValueError:
+            raise UserError(f"{flag} takes comma-separated numbers, got {raw!r}") from None
+
+    return Preprocessing(input_range if input_range is not None else 1.0, numbers(mean, "--mean"),
+                         numbers(std, "--std"), (layout or "NCHW").upper())
 
 
 def fmt(value: float | None, digits: int = 4) -> str:

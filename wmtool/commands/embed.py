@@ -7,8 +7,9 @@ from typing import Annotated
 
 import typer
 
-from wmtool.commands.common import (ArchArgsOpt, ArchOpt, DataOpt, DeviceOpt, ForceOpt, JsonOpt, LimitOpt,
-                                    QuietOpt, SeedOpt, emit, fmt, parse_arch_args)
+from wmtool.commands.common import (ArchArgsOpt, ArchOpt, DataOpt, DeviceOpt, ForceOpt, InputRangeOpt, JsonOpt,
+                                    LayoutOpt, LimitOpt, MeanOpt, QuietOpt, SeedOpt, StdOpt, emit, fmt,
+                                    parse_arch_args, preprocessing_flags)
 from wmtool.commands.plugin_command import PluginCommand, plugin_values
 from wmtool.errors import UserError
 from wmtool.run import Run
@@ -24,12 +25,16 @@ class EmbedCommand(PluginCommand):
 def embed(
     ctx: typer.Context,
     scheme: Annotated[str, typer.Option("--scheme", help="Watermarking scheme (see `wmtool plugins`).")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Output .safetensors file (the marked model).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output model (.safetensors or .onnx).")],
     model: Annotated[Path | None, typer.Argument(help="Pretrained model to mark; omit to train from --arch.")] = None,
     key_out: Annotated[Path | None, typer.Option("--key-out", help="Key file (default: OUTPUT with .key.json).")] = None,
     data: DataOpt = "digits",
     arch: ArchOpt = None,
     arch_args: ArchArgsOpt = None,
+    input_range: InputRangeOpt = None,
+    mean: MeanOpt = None,
+    std: StdOpt = None,
+    layout: LayoutOpt = None,
     limit: LimitOpt = None,
     force: ForceOpt = False,
     json_out: JsonOpt = False,
@@ -46,14 +51,15 @@ def embed(
     run = Run(json_out, quiet, device, seed)
     embedder = run.registry.get("embedder", scheme)
     given = plugin_values(ctx, embedder, "embedder")
-    key_path = key_out or output.with_name(output.name.removesuffix(".safetensors") + ".key.json")
+    key_path = key_out or output.with_name(output.stem + ".key.json")
     for path in (output, key_path):
         if path.exists() and not force:
             raise UserError(f"{path} exists; pass --force to overwrite it")
     dataset = load_dataset(data, "train", limit=limit, seed=seed)
     if model is not None:
         task = task_of(dataset)
-        marked = open_model(run, str(model), arch=arch, arch_args=parse_arch_args(arch_args), task=task)
+        marked = open_model(run, str(model), arch=arch, arch_args=parse_arch_args(arch_args), task=task,
+                            preprocessing=preprocessing_flags(input_range, mean, std, layout))
     elif arch is not None:
         marked = new_model(run, arch, parse_arch_args(arch_args), dataset)
     else:

@@ -7,8 +7,9 @@ from typing import Annotated
 
 import typer
 
-from wmtool.commands.common import (ArchArgsOpt, ArchOpt, DeviceOpt, JsonOpt, QuietOpt, SeedOpt, emit, fmt,
-                                    fmt_p, parse_arch_args)
+from wmtool.commands.common import (ArchArgsOpt, ArchOpt, DeviceOpt, InputRangeOpt, JsonOpt, LayoutOpt, MeanOpt,
+                                    QuietOpt, SeedOpt, StdOpt, emit, fmt, fmt_p, parse_arch_args,
+                                    preprocessing_flags)
 from wmtool.errors import UserError
 from wmtool.run import Run
 
@@ -23,23 +24,31 @@ def verify(
         "--expect-marked", help="Also require the suspect file to be the marked model itself (sha256).")] = False,
     arch: ArchOpt = None,
     arch_args: ArchArgsOpt = None,
+    input_range: InputRangeOpt = None,
+    mean: MeanOpt = None,
+    std: StdOpt = None,
+    layout: LayoutOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     device: DeviceOpt = "auto",
     seed: SeedOpt = 0,
 ) -> None:
-    """Verify ownership: exit 0 when the watermark is shown (p < alpha), 1 when not, 2 on error."""
+    """Verify ownership: exit 0 when the watermark is shown (p < alpha), 1 when not, 2 on error.
+
+    An ONNX suspect without wmtool metadata is fed with the key's preprocessing unless flags say otherwise.
+    """
     from wmtool.keys import load_key
     from wmtool.model_card import ModelCard
     from wmtool.models import file_sha256
     from wmtool.stats import queries_needed
-    from wmtool.workflows import open_model, verify_suspect
+    from wmtool.workflows import open_suspect, verify_suspect
 
     run = Run(json_out, quiet, device, seed)
     owner_key = load_key(key)
     task = ModelCard("", owner_key.task.input_shape, owner_key.task.num_classes,
                      preprocessing=owner_key.task.preprocessing, classes=owner_key.task.classes)
-    model = open_model(run, str(suspect), arch=arch, arch_args=parse_arch_args(arch_args), task=task)
+    model = open_suspect(run, str(suspect), arch=arch, arch_args=parse_arch_args(arch_args), task=task,
+                         preprocessing=preprocessing_flags(input_range, mean, std, layout))
     same_file = file_sha256(suspect) == owner_key.model_sha256
     if expect_marked and not same_file:
         raise UserError(f"{suspect} is not the model this key was made for (sha256 differs)")

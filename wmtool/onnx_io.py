@@ -1,0 +1,177 @@
+"""ONNX files: read them (with clear errors), query them black-box through onnxruntime, write them."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from wmtool.errors import UserError
+from wmtool.model_card import METADATA_KEY, ModelCard
+from wmtool.preprocessing import Preprocessing
+
+EXPORT_OPSET = 17
+MAX_ONNX_BYTES = 2 * 2**30
+
+
+def read_onnx(path: str | Path) -> Any:
+    """Parse and check an ONNX file; a corrupt or non-ONNX file raises one :class:`UserError`."""
+    import onnx
+
+    path = Path(path)
+    if path.stat().st_size > MAX_ONNX_BYTES:
+        raise UserError(f"{path}: larger than 2 GiB; wmtool reads single-file ONNX models only")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+        onnx.checker.check_model(model)
+    except Exception as exc:  # onnx raises DecodeError, ValidationError and others
+        raise UserError(f"{path}: not a valid ONNX model ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
+                        ) from None
+    if not model.graph.output:
+        raise UserError(f"{path}: the ONNX graph has no output")
+    return model
+
+
+def _dims(value_info: Any) -> list[int | None]:
+    return [d.dim_value if d.HasField("dim_value") else None for d in value_info.type.tensor_type.shape.dim]
+
+
+def graph_input(model: Any) -> Any:
+    """The graph's data input (the first input that is not an initializer)."""
+    initialized = {t.name for t in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in initialized]
+    if len(inputs) != 1:
+        raise UserError(f"the ONNX graph has {len(inputs)} data inputs; wmtool handles classifiers with one")
+    return inputs[0]
+
+
+def card_of(model: Any, path: str | Path, *, preprocessing: Preprocessing | None = None,
+            task: ModelCard | None = None) -> ModelCard:
+    """The model's card: wmtool's metadata if present, else read off the graph.
+
+    ``preprocessing`` (the user's flags) overrides what is stored; without either, a key's or
+    dataset's ``task`` supplies it, else none (identity).
+    """
+    stored = {p.key: p.value for p in model.metadata_props}
+    if METADATA_KEY in stored:
+        card = ModelCard.from_json(stored[METADATA_KEY], str(path))
+    else:
+        prep = preprocessing or (task.preprocessing if task is not None else Preprocessing())
+        dims = _dims(graph_input(model))
+        if len(dims) < 2:
+            raise UserError(f"{path}: the ONNX input has shape {dims}; expected a batch of images")
+        shape = dims[1:]
+        if prep.layout == "NHWC" and len(shape) == 3:
+            shape = [shape[2], shape[0], shape[1]]
+        if any(v is None for v in shape):
+            if task is None:
+                raise UserError(f"{path}: the ONNX input shape {dims} has free dimensions; give --data")
+            shape = list(task.input_shape)
+        outputs = _dims(model.graph.output[0])
+        classes = outputs[-1] if outputs and outputs[-1] else (task.num_classes if task else None)
+        if not classes or classes < 2:
+            raise UserError(f"{path}: cannot tell the number of classes from the output shape {outputs}")
+        card = ModelCard("onnx", tuple(shape), int(classes), preprocessing=prep,
+                         classes=task.classes if task is not None and task.num_classes == classes else None)
+    if preprocessing is not None:
+        card = dataclasses.replace(card, preprocessing=preprocessing)
+    return card
+
+
+def providers_for(device: str) -> list[str]:
+    """onnxruntime execution providers for ``--device`` (auto: CUDA when onnxruntime-gpu sees a GPU)."""
+    import onnxruntime
+
+    available = onnxruntime.get_available_providers()
+    if device in ("cuda", "auto") and "CUDAExecutionProvider" in available:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    if device == "cuda":
+        raise UserError("--device cuda: onnxruntime has no CUDA provider (install wmtool[gpu], i.e. onnxruntime-gpu)")
+    return ["CPUExecutionProvider"]
+
+
+class OnnxPredictor:
+    """A black-box ONNX classifier: canonical images in, logits out, through onnxruntime."""
+
+    def __init__(self, path: str | Path, model: Any, card: ModelCard, device: str = "cpu", batch_size: int = 512):
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.log_severity_level = 3
+        try:
+            self.session = onnxruntime.InferenceSession(model.SerializeToString(), options,
+                                                        providers=providers_for(device))
+        except UserError:
+            raise
+        except Exception as exc:
+            raise UserError(f"{path}: onnxruntime cannot run this model ({str(exc).splitlines()[0][:200]})") from None
+        self.path, self.card = Path(path), card
+        first = self.session.get_inputs()[0]
+        self.input_name = first.name
+        self.output_name = self.session.get_outputs()[0].name
+        self.batch_size = 1 if first.shape and first.shape[0] == 1 else batch_size
+        self.outputs_probabilities: bool | None = None
+
+    def _prepare(self, x: np.ndarray) -> np.ndarray:
+        import torch
+
+        return self.card.preprocessing.apply(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()
+
+    def predict_logits(self, x: np.ndarray) -> np.ndarray:
+        """Logits (log-probabilities when the model outputs probabilities) for canonical images."""
+        expected = tuple(self.card.input_shape)
+        if tuple(x.shape[1:]) != expected:
+            raise UserError(f"{self.path}: the model takes inputs of shape {expected}, the data has {x.shape[1:]}")
+        outputs = []
+        for start in range(0, len(x), self.batch_size):
+            chunk = self._prepare(x[start:start + self.batch_size])
+            outputs.append(np.asarray(self.session.run([self.output_name], {self.input_name: chunk})[0],
+                                      dtype=np.float32).reshape(len(chunk), -1))
+        if not outputs:
+            return np.zeros((0, self.card.num_classes), dtype=np.float32)
+        scores = np.concatenate(outputs)
+        if self.outputs_probabilities is None:
+            self.outputs_probabilities = bool(scores.min() >= 0 and np.allclose(scores.sum(axis=1), 1, atol=1e-3))
+        return np.log(np.clip(scores, 1e-30, None)) if self.outputs_probabilities else scores
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Predicted class indices for canonical images."""
+        return self.predict_logits(x).argmax(axis=1)
+
+
+def to_onnx_bytes(model: Any) -> bytes:
+    """A :class:`~wmtool.models.Classifier` as one ONNX file (opset ≥ 17, dynamic batch), card in metadata."""
+    import onnx
+    import torch
+
+    from wmtool.onnx_torch import OnnxModule
+
+    net = model.net
+    if isinstance(net, OnnxModule):
+        proto = net.to_onnx()
+    else:
+        import io
+
+        buffer = io.BytesIO()
+        was_training = net.training
+        net.eval()
+        dummy = torch.zeros(2, *model.card.input_shape, device=next(net.parameters()).device)
+        dummy = model.card.preprocessing.apply(dummy)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(net, (dummy,), buffer, opset_version=EXPORT_OPSET, dynamo=False,
+                              input_names=["input"], output_names=["logits"],
+                              dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+        net.train(was_training)
+        proto = onnx.load_from_string(buffer.getvalue())
+    del proto.metadata_props[:]
+    card = model.card
+    if card.arch == "onnx":
+        card = dataclasses.replace(card, arch_args={})
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, json.dumps(card.to_json())
+    return proto.SerializeToString()
