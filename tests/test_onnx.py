@@ -1,0 +1,256 @@
+"""ONNX: the converter against onnxruntime on hand-built graphs over several opsets, torch exports,
+the three third-party models, fine-tuning and re-export, and errors."""
+
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+import torch
+from onnx import TensorProto, helper, numpy_helper
+
+from wmtool.errors import UserError
+from wmtool.model_card import ModelCard
+from wmtool.models import build_model, load_model, save_model
+from wmtool.onnx_io import to_onnx_bytes
+from wmtool.onnx_torch import OnnxModule
+from wmtool.plugins import get_registry
+
+from conftest import SHARED
+
+RNG = np.random.default_rng(0)
+
+
+def graph(nodes, inputs, output_shape, opset, initializers=()):
+    """A one-input, one-output model of ``nodes`` (input 'x', output 'y')."""
+    (name, shape), = inputs.items()
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, output_shape)],
+                          [numpy_helper.from_array(np.asarray(v), k) for k, v in initializers])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 7
+    return model
+
+
+def compare(model, x, atol=1e-5):
+    session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    expected = session.run(None, {"x": x})[0]
+    with torch.no_grad():
+        got = OnnxModule(model)(torch.from_numpy(x)).numpy()
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, atol=atol, rtol=1e-5)
+
+
+def f32(*shape):
+    return RNG.standard_normal(shape).astype(np.float32)
+
+
+N = helper.make_node
+X4 = f32(2, 3, 7, 7)
+
+
+@pytest.mark.parametrize("opset", [8, 11, 13, 17, 20])
+def test_convolutions_pools_and_activations(opset):
+    w = f32(4, 3, 3, 3)
+    nodes = [
+        N("Conv", ["x", "w", "b"], ["c"], pads=[1, 0, 2, 1], strides=[2, 1]),
+        N("Relu", ["c"], ["r"]),
+        N("MaxPool", ["r"], ["m"], kernel_shape=[2, 2], strides=[2, 2], pads=[0, 0, 1, 1]),
+        N("LeakyRelu", ["m"], ["l"], alpha=0.2),
+        N("AveragePool", ["l"], ["a"], kernel_shape=[2, 2], pads=[1, 1, 1, 1], count_include_pad=1),
+        N("Sigmoid", ["a"], ["s"]),
+        N("Tanh", ["s"], ["t"]),
+        N("GlobalAveragePool", ["t"], ["y"]),
+    ]
+    compare(graph(nodes, {"x": [2, 3, 7, 7]}, None, opset, [("w", w), ("b", f32(4))]), X4)
+
+
+@pytest.mark.parametrize("opset", [11, 17])
+def test_same_padding_groups_and_transposed_convolution(opset):
+    nodes = [
+        N("Conv", ["x", "w"], ["c"], auto_pad="SAME_UPPER", group=3, strides=[2, 2], kernel_shape=[3, 3]),
+        N("ConvTranspose", ["c", "wt", "bt"], ["y"], strides=[2, 2], pads=[1, 1, 1, 1], output_padding=[1, 1]),
+    ]
+    compare(graph(nodes, {"x": [2, 3, 7, 7]}, None, opset,
+                  [("w", f32(6, 1, 3, 3)), ("wt", f32(6, 2, 3, 3)), ("bt", f32(2))]), X4)
+
+
+@pytest.mark.parametrize("opset", [8, 11, 13, 18])
+def test_dense_layers_normalisation_and_softmax(opset):
+    nodes = [
+        N("BatchNormalization", ["x", "g", "b", "mu", "var"], ["n"], epsilon=1e-3),
+        N("Flatten", ["n"], ["f"], axis=1),
+        N("Gemm", ["f", "w", "c"], ["h"], transB=1, alpha=0.5, beta=2.0),
+        N("MatMul", ["h", "m"], ["k"]),
+        N("Add", ["k", "c2"], ["k2"]), N("Sub", ["k2", "c2"], ["k3"]),
+        N("Mul", ["k3", "c2"], ["k4"]), N("Div", ["k4", "c3"], ["k5"]),
+        N("Dropout", ["k5"], ["d"]), N("Identity", ["d"], ["i"]),
+        N("Softmax", ["i"], ["sm"], axis=1), N("LogSoftmax", ["sm"], ["y"], axis=1),
+    ]
+    inits = [("g", f32(3)), ("b", f32(3)), ("mu", f32(3)), ("var", np.abs(f32(3)) + 0.5),
+             ("w", f32(5, 147)), ("c", f32(5)), ("m", f32(5, 4)), ("c2", f32(4)), ("c3", np.abs(f32(4)) + 1)]
+    compare(graph(nodes, {"x": [2, 3, 7, 7]}, None, opset, inits), X4)
+
+
+@pytest.mark.parametrize("opset", [8, 11, 13, 17])
+def test_shape_arithmetic_reshape_transpose_concat(opset):
+    axes13 = opset >= 13
+    unsq = N("Unsqueeze", ["g", "ax"], ["u"]) if axes13 else N("Unsqueeze", ["g"], ["u"], axes=[0])
+    sq = N("Squeeze", ["e", "ax"], ["q"]) if axes13 else N("Squeeze", ["e"], ["q"], axes=[0])
+    nodes = [
+        N("Shape", ["x"], ["s"]),
+        N("Constant", [], ["zero"], value=numpy_helper.from_array(np.array(0, dtype=np.int64))),
+        N("Gather", ["s", "zero"], ["g"], axis=0),
+        unsq,
+        N("Constant", [], ["rest"], value=numpy_helper.from_array(np.array([-1], dtype=np.int64))),
+        N("Concat", ["u", "rest"], ["shape"], axis=0),
+        N("Reshape", ["x", "shape"], ["flat"]),
+        N("Transpose", ["flat"], ["tr"], perm=[1, 0]),
+        N("Transpose", ["tr"], ["back"]),
+        N("Unsqueeze", ["back", "ax"], ["e"]) if axes13 else N("Unsqueeze", ["back"], ["e"], axes=[0]),
+        sq,
+        N("Concat", ["q", "q"], ["y"], axis=1),
+    ]
+    inits = [("ax", np.array([0], dtype=np.int64))] if axes13 else []
+    compare(graph(nodes, {"x": [2, 3, 7, 7]}, None, opset, inits), X4)
+
+
+@pytest.mark.parametrize("opset", [8, 11, 13, 19])
+def test_pad_clip_slice_cast_constant_of_shape(opset):
+    if opset >= 11:
+        pad = N("Pad", ["x", "pads", "pv"], ["p"], mode="constant")
+        clip = N("Clip", ["p", "lo", "hi"], ["c"])
+        inits = [("pads", np.array([0, 0, 1, 2, 0, 0, 2, 1], dtype=np.int64)), ("pv", np.array(0.5, np.float32)),
+                 ("lo", np.array(-0.5, np.float32)), ("hi", np.array(0.7, np.float32))]
+    else:
+        pad = N("Pad", ["x"], ["p"], pads=[0, 0, 1, 2, 0, 0, 2, 1], value=0.5)
+        clip = N("Clip", ["p"], ["c"], min=-0.5, max=0.7)
+        inits = []
+    if opset >= 10:
+        slicer = N("Slice", ["c", "st", "en", "axs", "stp"], ["sl"])
+        inits += [("st", np.array([-1, 1], np.int64)), ("en", np.array([-9223372036854775807, 8], np.int64)),
+                  ("axs", np.array([1, 2], np.int64)), ("stp", np.array([-1, 2], np.int64))]
+    else:
+        slicer = N("Slice", ["c"], ["sl"], starts=[0, 1], ends=[2, 8], axes=[1, 2])
+    nodes = [pad, clip, slicer, N("Cast", ["sl"], ["int"], to=TensorProto.INT32),
+             N("Cast", ["int"], ["back"], to=TensorProto.FLOAT)]
+    if opset >= 9:  # ConstantOfShape appeared in opset 9
+        nodes += [N("Shape", ["sl"], ["shape"]), N("ConstantOfShape", ["shape"], ["ones"],
+                  value=numpy_helper.from_array(np.array([1.0], np.float32))), N("Add", ["back", "ones"], ["y"])]
+    else:
+        nodes += [N("Identity", ["back"], ["y"])]
+    compare(graph(nodes, {"x": [2, 3, 7, 7]}, None, opset, inits), X4)
+
+
+def test_reflect_padding():
+    model = graph([N("Pad", ["x", "pads"], ["y"], mode="reflect")], {"x": [2, 3, 7, 7]}, None, 13,
+                  [("pads", np.array([0, 0, 2, 1, 0, 0, 1, 2], dtype=np.int64))])
+    compare(model, X4)
+
+
+def test_unsupported_op_is_named_with_its_node():
+    model = graph([N("Erf", ["x"], ["y"], name="the_erf")], {"x": [2, 3]}, None, 13)
+    with pytest.raises(UserError, match="unsupported ONNX op Erf in node 'the_erf'"):
+        OnnxModule(model)
+
+
+@pytest.mark.parametrize("arch,args", [("ewe-cnn", {}), ("mlp", {"width": 32}), ("ingrain-cnn", {"fc_width": 16}),
+                                       ("resnet18", {"width": 8})])
+def test_torch_exports_run_in_onnxruntime_with_dynamic_batch(arch, args, tmp_path):
+    torch.manual_seed(0)
+    model = build_model(get_registry(), ModelCard(arch, (3, 16, 16), 10, args)).eval()
+    path = tmp_path / "m.onnx"
+    save_model(model, path)
+    exported = onnx.load(str(path))
+    assert exported.opset_import[0].version >= 17 and not any(t.data_location for t in exported.graph.initializer)
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for batch in (1, 5):
+        x = np.random.default_rng(batch).random((batch, 3, 16, 16), dtype=np.float32)
+        expected = model.predict_logits(x)
+        np.testing.assert_allclose(session.run(None, {session.get_inputs()[0].name: x})[0], expected, atol=1e-4)
+    assert load_model(path, get_registry()).card.input_shape == (3, 16, 16)
+
+
+MODELS = SHARED / "models"
+needs_shared = pytest.mark.skipif(not MODELS.is_dir(), reason="shared models not present")
+
+
+@needs_shared
+@pytest.mark.parametrize("name,flags,data,split,expected", [
+    ("mnist-8.onnx", ["--input-range", 255], "data/mnist", "test", 0.9890),
+    ("mnist-canvas-cnn.onnx", ["--mean", 0.1307, "--std", 0.3081], "data/mnist", "test", 0.9949),
+    ("cifar10-resnet20.onnx", ["--mean", "0.485,0.456,0.406", "--std", "0.229,0.224,0.225"],
+     "data/cifar10-jpeg/test.npz", "all", 0.810),
+])
+def test_third_party_models_score_what_their_readme_says(cli, name, flags, data, split, expected):
+    result = cli.json("accuracy", MODELS / name, "--data", SHARED / data, "--split", split, *flags)
+    assert abs(result["accuracy"] - expected) <= 0.003 and result["n"] == 10000
+
+
+def shared_inputs(name):
+    from wmtool.data import load_dataset
+    from wmtool.preprocessing import Preprocessing
+
+    if name.startswith("cifar"):
+        data = load_dataset(str(SHARED / "data/cifar10-jpeg/test.npz"), "all", limit=256, seed=0)
+        prep = Preprocessing(1.0, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    else:
+        data = load_dataset(str(SHARED / "data/mnist"), "test", limit=256, seed=0)
+        prep = Preprocessing(1.0, (0.1307,), (0.3081,)) if "canvas" in name else Preprocessing(1.0)
+    return prep.apply(torch.from_numpy(data.x)).numpy()
+
+
+@needs_shared
+@pytest.mark.parametrize("name", ["mnist-8.onnx", "mnist-canvas-cnn.onnx", "cifar10-resnet20.onnx"])
+def test_converted_logits_match_onnxruntime(name):
+    x = shared_inputs(name)
+    model = onnx.load(str(MODELS / name))
+    session = onnxruntime.InferenceSession(str(MODELS / name), providers=["CPUExecutionProvider"])
+    input_name = session.get_inputs()[0].name
+    batch = session.get_inputs()[0].shape[0]
+    expected = np.concatenate([session.run(None, {input_name: x[i:i + 1]})[0] for i in range(len(x))]) \
+        if batch == 1 else session.run(None, {input_name: x})[0]
+    with torch.no_grad():
+        got = OnnxModule(model)(torch.from_numpy(x)).numpy()
+    assert np.abs(got - expected).max() <= 1e-4
+
+
+@needs_shared
+@pytest.mark.parametrize("name,flags", [("mnist-8.onnx", ["--input-range", 255]),
+                                        ("mnist-canvas-cnn.onnx", ["--mean", 0.1307, "--std", 0.3081])])
+def test_mnist_models_fine_tune_and_re_export(cli, tmp_path, name, flags):
+    from wmtool.data import load_dataset
+    from wmtool.preprocessing import Preprocessing
+    from wmtool.training import fit_supervised
+
+    prep = Preprocessing(255.0) if "mnist-8" in name else Preprocessing(1.0, (0.1307,), (0.3081,))
+    model = load_model(MODELS / name, get_registry(), preprocessing=prep)
+    data = load_dataset(str(SHARED / "data/mnist"), "train", limit=2000, seed=0)
+    rng = np.random.default_rng(0)
+    flipped = (data.y + rng.integers(0, 2, len(data.y))) % 10  # a changed task, so the loss has room to fall
+    losses = fit_supervised(model, data.x, flipped, epochs=3, batch_size=100, lr=1e-3, seed=0)
+    assert losses[-1] < losses[0]
+    out = tmp_path / "tuned.onnx"
+    save_model(model, out)
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    x = data.x[:8]
+    fed = prep.apply(torch.from_numpy(x)).numpy()
+    got = np.concatenate([session.run(None, {session.get_inputs()[0].name: fed[i:i + 1]})[0] for i in range(8)])
+    np.testing.assert_allclose(got, model.predict_logits(x), atol=1e-3, rtol=1e-5)
+    assert cli.json("accuracy", out, "--data", SHARED / "data/mnist", "--limit", 500)["n"] == 500
+
+
+def one_line(result):
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    return result.stderr
+
+
+def test_bad_onnx_inputs_are_one_line_errors(cli, tmp_path):
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(b"\x08\x07garbage" * 20)
+    assert "not a valid ONNX model" in one_line(cli("accuracy", corrupt, expect=None))
+    unsupported = tmp_path / "erf.onnx"
+    onnx.save(graph([N("Erf", ["x"], ["y"], name="e")], {"x": [None, 1, 8, 8]}, [None, 10], 13), str(unsupported))
+    assert "unsupported ONNX op Erf" in one_line(cli("embed", "--scheme", "backdoor", unsupported,
+                                                     "-o", tmp_path / "o.onnx", expect=None))
+    if MODELS.is_dir():
+        assert "shape" in one_line(cli("accuracy", MODELS / "mnist-8.onnx", "--data", "digits", expect=None))
