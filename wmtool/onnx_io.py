@@ -15,6 +15,7 @@ from wmtool.model_card import METADATA_KEY, ModelCard
 from wmtool.preprocessing import Preprocessing
 
 EXPORT_OPSET = 17
+PREPARE_BLOCK = 512
 MAX_ONNX_BYTES = 2 * 2**30
 
 
@@ -113,27 +114,26 @@ class OnnxPredictor:
         first = self.session.get_inputs()[0]
         self.input_name = first.name
         self.output_name = self.session.get_outputs()[0].name
-        self.batch_size = 1 if first.shape and first.shape[0] == 1 else batch_size
+        self.batch_size = 1 if first.shape and first.shape[0] == 1 else min(batch_size, PREPARE_BLOCK)
         self.outputs_probabilities: bool | None = None
 
     def _prepare(self, x: np.ndarray) -> np.ndarray:
-        import torch
-
-        return self.card.preprocessing.apply(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()
+        return np.ascontiguousarray(self.card.preprocessing.apply(np.asarray(x, dtype=np.float32)))
 
     def predict_logits(self, x: np.ndarray) -> np.ndarray:
         """Logits (log-probabilities when the model outputs probabilities) for canonical images."""
         expected = tuple(self.card.input_shape)
         if tuple(x.shape[1:]) != expected:
             raise UserError(f"{self.path}: the model takes inputs of shape {expected}, the data has {x.shape[1:]}")
-        outputs = []
-        for start in range(0, len(x), self.batch_size):
-            chunk = self._prepare(x[start:start + self.batch_size])
-            outputs.append(np.asarray(self.session.run([self.output_name], {self.input_name: chunk})[0],
-                                      dtype=np.float32).reshape(len(chunk), -1))
-        if not outputs:
+        if len(x) == 0:
             return np.zeros((0, self.card.num_classes), dtype=np.float32)
-        scores = np.concatenate(outputs)
+        run, names, feed_name = self.session.run, [self.output_name], self.input_name
+        outputs = []
+        for start in range(0, len(x), PREPARE_BLOCK):
+            block = self._prepare(x[start:start + PREPARE_BLOCK])
+            outputs += [run(names, {feed_name: block[i:i + self.batch_size]})[0]
+                        for i in range(0, len(block), self.batch_size)]
+        scores = np.concatenate(outputs).reshape(len(x), -1).astype(np.float32, copy=False)
         if self.outputs_probabilities is None:
             self.outputs_probabilities = bool(scores.min() >= 0 and np.allclose(scores.sum(axis=1), 1, atol=1e-3))
         return np.log(np.clip(scores, 1e-30, None)) if self.outputs_probabilities else scores

@@ -123,13 +123,17 @@ def _conv_transpose(node: Node, args: list[Any]) -> list[Any]:
 @op("Gemm")
 def _gemm(node: Node, args: list[Any]) -> list[Any]:
     a, b = args[0], args[1]
+    c = args[2] if len(args) > 2 else None
+    alpha, beta = node.attr("alpha", 1.0), node.attr("beta", 1.0)
     if node.attr("transA", 0):
         a = a.transpose(0, 1)
+    if alpha == 1.0 and beta == 1.0 and node.attr("transB", 0) and (c is None or c.dim() <= 1):
+        return [F.linear(a, b, c)]  # the common exported case, one fused kernel
     if node.attr("transB", 0):
         b = b.transpose(0, 1)
-    y = node.attr("alpha", 1.0) * (a @ b)
-    if len(args) > 2 and args[2] is not None:
-        y = y + node.attr("beta", 1.0) * args[2]
+    y = alpha * (a @ b) if alpha != 1.0 else a @ b
+    if c is not None:
+        y = y + (beta * c if beta != 1.0 else c)
     return [y]
 
 

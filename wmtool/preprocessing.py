@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
+
 from wmtool.errors import UserError
 
 
@@ -51,13 +53,25 @@ class Preprocessing:
             raise UserError(f"malformed preprocessing: {exc}") from None
 
     def apply(self, x):
-        """Apply to a torch tensor of canonical images (N, C, H, W)."""
+        """Apply to canonical images (N, C, H, W): a torch tensor, or a float32 numpy array."""
+        if isinstance(x, np.ndarray):
+            def constant(values):
+                return np.asarray(values, dtype=x.dtype).reshape(1, -1, 1, 1)
+
+            def channels_last(v):
+                return np.ascontiguousarray(v.transpose(0, 2, 3, 1))
+        else:
+            def constant(values):
+                return x.new_tensor(values).reshape(1, -1, 1, 1)
+
+            def channels_last(v):
+                return v.permute(0, 2, 3, 1)
         if self.input_range != 1.0:
             x = x * self.input_range
         if self.mean is not None:
-            x = x - x.new_tensor(self.mean).reshape(1, -1, 1, 1)
+            x = x - constant(self.mean)
         if self.std is not None:
-            x = x / x.new_tensor(self.std).reshape(1, -1, 1, 1)
+            x = x / constant(self.std)
         if self.layout == "NHWC":
-            x = x.permute(0, 2, 3, 1)
+            x = channels_last(x)
         return x
