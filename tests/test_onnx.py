@@ -254,3 +254,32 @@ def test_bad_onnx_inputs_are_one_line_errors(cli, tmp_path):
                                                      "-o", tmp_path / "o.onnx", expect=None))
     if MODELS.is_dir():
         assert "shape" in one_line(cli("accuracy", MODELS / "mnist-8.onnx", "--data", "digits", expect=None))
+
+
+def test_convert_round_trip_keeps_predictions(cli, digits_models, tmp_path):
+    as_onnx, back = tmp_path / "m.onnx", tmp_path / "back.safetensors"
+    cli("convert", digits_models["marked"], "-o", as_onnx)
+    cli("convert", as_onnx, "-o", back)
+    original = cli.json("verify", "--key", digits_models["key"], digits_models["marked"])
+    for converted in (as_onnx, back):
+        verdict = cli.json("verify", "--key", digits_models["key"], converted)
+        assert verdict["success_rate"] == original["success_rate"] and verdict["claimed"]
+    assert cli.json("inspect", as_onnx)["card"]["arch"] == "ewe-cnn"
+    assert cli.json("inspect", back)["card"]["arch"] == "onnx"
+    assert cli.json("accuracy", back)["accuracy"] == cli.json("accuracy", digits_models["marked"])["accuracy"]
+
+
+def test_black_box_extraction_of_an_onnx_victim(cli, digits_models, tmp_path):
+    victim = tmp_path / "victim.onnx"
+    cli("convert", digits_models["marked"], "-o", victim)
+    default = cli.json("attack", "extract", victim, "-o", tmp_path / "d.safetensors", "--epochs", 1)
+    assert default["details"]["student"] == "ewe-cnn"  # the card in the ONNX metadata names it
+    bare = onnx.load(str(victim))
+    del bare.metadata_props[:]
+    onnx.save(bare, str(tmp_path / "bare.onnx"))
+    assert "--student" in one_line(cli("attack", "extract", tmp_path / "bare.onnx", "-o", tmp_path / "x.onnx",
+                                       expect=None))
+    report = cli.json("attack", "extract", victim, "-o", tmp_path / "x.onnx", "--student", "mlp",
+                      "--student-args", '{"width": 64}', "--epochs", 15, "--batch-size", 64)
+    assert report["queries"] == 1438 and report["accuracy_after"] > 0.8
+    assert cli.json("inspect", tmp_path / "x.onnx")["card"]["arch"] == "mlp"
