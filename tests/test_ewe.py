@@ -51,6 +51,13 @@ def test_snnl_is_stable_at_tiny_temperatures_and_measures_entanglement():
     assert snnl(mixed, groups, 1.0, "euclidean").item() > 0.3  # entangled: high SNNL
 
 
+def test_self_gram_gradient():
+    from wmtool.representations import SelfGram
+
+    x = torch.rand(5, 7, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(SelfGram.apply, (x,))
+
+
 def test_temperature_gradient_matches_finite_differences():
     rng = np.random.default_rng(1)
     h = torch.from_numpy(rng.random((10, 6)).astype(np.float64))

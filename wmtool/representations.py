@@ -33,14 +33,28 @@ def capture(model: nn.Module, layers: Sequence[str]) -> Iterator[dict[str, torch
             handle.remove()
 
 
+class SelfGram(torch.autograd.Function):
+    """``x @ x.T`` whose backward is one matrix product, ``(G + Gᵀ) @ x``, where autograd would spend two."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        return x @ x.T
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (x,) = ctx.saved_tensors
+        return (grad + grad.T) @ x
+
+
 def pairwise_distances(x: torch.Tensor, metric: str = "cosine") -> torch.Tensor:
     """Pairwise distances between the rows of ``x``: ``1 − cos`` or squared Euclidean."""
     if metric == "cosine":
         unit = x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
-        return 1 - unit @ unit.T
+        return 1 - SelfGram.apply(unit)
     if metric == "euclidean":
         squares = (x * x).sum(dim=1)
-        return (squares[:, None] + squares[None, :] - 2 * x @ x.T).clamp_min(0)
+        return (squares[:, None] + squares[None, :] - 2 * SelfGram.apply(x)).clamp_min(0)
     raise UserError(f"unknown distance {metric!r}; use {' or '.join(METRICS)}")
 
 
