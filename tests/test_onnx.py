@@ -283,3 +283,31 @@ def test_black_box_extraction_of_an_onnx_victim(cli, digits_models, tmp_path):
                       "--student-args", '{"width": 64}', "--epochs", 15, "--batch-size", 64)
     assert report["queries"] == 1438 and report["accuracy_after"] > 0.8
     assert cli.json("inspect", tmp_path / "x.onnx")["card"]["arch"] == "mlp"
+
+
+@needs_shared
+def test_embedding_into_a_zoo_onnx_model_end_to_end(cli, tmp_path):
+    zoo, marked, key = MODELS / "mnist-8.onnx", tmp_path / "marked.onnx", tmp_path / "key.json"
+    mnist = SHARED / "data" / "mnist"
+    report = cli.json("embed", "--scheme", "backdoor", zoo, "--data", mnist, "--input-range", 255, "-o", marked,
+                      "--key-out", key, "--epochs", 2, "--limit", 3000)
+    assert report["watermark_success"] > 0.9 and report["test_accuracy"] > 0.9
+    assert cli.json("inspect", marked)["card"]["preprocessing"]["input_range"] == 255
+    assert cli.json("verify", "--key", key, marked, expect=0)["p_value"] < 0.01
+    # The untouched zoo model has no wmtool metadata: verify feeds it with the key's preprocessing.
+    assert not cli.json("verify", "--key", key, zoo, expect=1)["claimed"]
+
+
+def test_models_that_output_probabilities(tmp_path):
+    from wmtool.onnx_io import OnnxPredictor, card_of
+    from wmtool.preprocessing import Preprocessing
+
+    w = f32(16, 3)
+    model = graph([N("Flatten", ["x"], ["f"]), N("MatMul", ["f", "w"], ["z"]), N("Softmax", ["z"], ["y"], axis=1)],
+                  {"x": [None, 1, 4, 4]}, [None, 3], 13, [("w", w)])
+    predictor = OnnxPredictor(tmp_path / "p.onnx", model, card_of(model, "p.onnx", preprocessing=Preprocessing()))
+    x = np.random.default_rng(0).random((6, 1, 4, 4), dtype=np.float32)
+    logits = x.reshape(6, 16) @ w
+    expected = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    np.testing.assert_allclose(predictor.predict_logits(x), expected, atol=1e-5)
+    assert predictor.outputs_probabilities and (predictor.predict(x) == logits.argmax(1)).all()
