@@ -12,6 +12,8 @@ from wmtool.api import (Embedder, EmbedJob, EmbedOutcome, NullRate, Option, defa
                         fit_supervised, hookimpl, interleaved_batches, load_dataset, pick_class,
                         reference_null_rate, stamp, trigger_corner, POSITIONS, UserError)
 
+WMTOOL_API_VERSION = 1
+
 OPTIONS = (
     Option("source", int, 1, "class whose images carry the trigger (in-distribution watermarks)", min=0),
     Option("target", int, 7, "class the watermark inputs are labelled with", min=0),

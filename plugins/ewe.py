@@ -23,6 +23,8 @@ import numpy as np
 from wmtool.api import (Embedder, EmbedJob, EmbedOutcome, Option, UserError, fit, fit_supervised, hookimpl,
                         load_dataset, reference_null_rate, stamp)
 
+WMTOOL_API_VERSION = 1
+
 OPTIONS = (
     Option("source", int, 1, "source class c_S (of --ood-data when given)", min=0),
     Option("target", int, 7, "target class c_T", min=0),

@@ -13,6 +13,8 @@ import numpy as np
 from wmtool.api import (Attack, AttackJob, AttackOutcome, ModelCard, Option, UserError, build_model,
                         fit_supervised, hookimpl)
 
+WMTOOL_API_VERSION = 1
+
 OPTIONS = (
     Option("student", str, None, "architecture of the extracted model (default: the victim's)"),
     Option("student_args", str, None, "JSON object of the student architecture's arguments"),

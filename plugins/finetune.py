@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from wmtool.api import Attack, AttackJob, AttackOutcome, Option, fit_supervised, hookimpl
 
+WMTOOL_API_VERSION = 1
+
 OPTIONS = (
     Option("epochs", int, 5, "epochs of fine-tuning", min=0),
     Option("lr", float, 1e-4, "learning rate", min=0.0),

@@ -6,6 +6,8 @@ import numpy as np
 
 from wmtool.api import Evidence, Verifier, VerifyJob, hookimpl
 
+WMTOOL_API_VERSION = 1
+
 
 def verify(job: VerifyJob) -> Evidence:
     """Count how many watermark inputs the suspect labels as the key says."""

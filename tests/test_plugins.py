@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from wmtool import hookimpl, hookspecs, plugins
-from wmtool.api import Attack, AttackOutcome, Option
+from wmtool.api import Architecture, Attack, AttackOutcome, Evidence, Option, Verifier
 from wmtool.plugins import get_registry, pm
 
 
@@ -20,6 +20,45 @@ class FakePlugin:
         register(Attack("identity", "returns the victim unchanged", lambda job: AttackOutcome(job.victim),
                         (Option("strength", int, 1, "unused"),)))
         register(Attack("finetune", "a clash with the built-in", lambda job: AttackOutcome(job.victim)))
+
+
+class FakeVerifierAndArchitecture:
+    """register_verifiers and register_architectures, in-process."""
+
+    @hookimpl
+    def register_verifiers(self, register):
+        register(Verifier("count-all", "counts every query a success", lambda job: Evidence(10, 10, 0.1)))
+
+    @hookimpl
+    def register_architectures(self, register):
+        def build(input_shape, num_classes, width=4):
+            import torch
+
+            return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(int(torch.tensor(input_shape).prod()),
+                                                                           width), torch.nn.ReLU(),
+                                       torch.nn.Linear(width, num_classes))
+
+        register(Architecture("tiny", "a one-hidden-layer MLP", build, (Option("width", int, 4, "hidden units"),)))
+
+
+def test_register_verifiers_and_register_architectures_hooks(tmp_path):
+    from wmtool.keys import Key, NullRate, Task
+    from wmtool.model_card import ModelCard
+    from wmtool.models import build_model, load_model, save_model
+    from wmtool.run import Run
+    from wmtool.workflows import verify_suspect
+
+    pm.register(FakeVerifierAndArchitecture(), name="fake2")
+    try:
+        registry = get_registry()
+        model = build_model(registry, ModelCard("tiny", (1, 8, 8), 10, {"width": 6}))
+        save_model(model, tmp_path / "tiny.safetensors")
+        assert load_model(tmp_path / "tiny.safetensors", registry).card.arch_args == {"width": 6}
+        key = Key("x", "count-all", {}, Task((1, 8, 8), 10), NullRate.chance(10), "0" * 64)
+        result, _ = verify_suspect(Run(), key, model, alpha=0.01, test="binomial", queries=None)
+        assert result.claimed and result.successes == 10
+    finally:
+        pm.unregister(name="fake2")
 
 
 class BrokenPlugin:

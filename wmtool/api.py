@@ -2,10 +2,12 @@
 
 A plugin module implements one or more hooks of :mod:`wmtool.hookspecs` with :data:`hookimpl` and
 registers :class:`Embedder`, :class:`Attack`, :class:`Verifier` or :class:`Architecture` objects.
-Names not exported here are internal and may change without notice.
+Names not exported here are internal and may change without notice. A plugin module may declare
+``WMTOOL_API_VERSION = 1``; wmtool refuses (with one warning line) a plugin declaring another version.
 """
 
 from wmtool import hookimpl
+from wmtool.api_version import API_VERSION
 from wmtool.data import Dataset, load_dataset, split_validation
 from wmtool.errors import UserError
 from wmtool.jobs import AttackJob, AttackOutcome, EmbedJob, EmbedOutcome, Evidence, Predictor, VerifyJob
@@ -19,8 +21,6 @@ from wmtool.registry import Architecture, Attack, Embedder, Verifier
 from wmtool.training import accuracy, batches, cross_entropy, fit, fit_supervised
 from wmtool.watermarks import (POSITIONS, default_trigger_size, interleaved_batches, pick_class,
                                reference_null_rate, stamp, trigger_corner)
-
-API_VERSION = 1
 
 __all__ = [
     "API_VERSION", "Architecture", "Attack", "AttackJob", "AttackOutcome", "Classifier", "Dataset", "EmbedJob",

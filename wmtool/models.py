@@ -88,11 +88,25 @@ def save_model(model: Classifier, path: str | Path, *, force: bool = True) -> st
         from safetensors.torch import save
 
         tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in model.net.state_dict().items()}
+        _check_rebuildable(model.card, tensors, path)
         data = save(tensors, metadata={METADATA_KEY: json.dumps(model.card.to_json())})
     else:
         raise UserError(f"{path}: output models are written as .safetensors or .onnx files")
     write_atomic(path, data, force=force)
     return hashlib.sha256(data).hexdigest()
+
+
+def _check_rebuildable(card: ModelCard, tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """Refuse to write a safetensors file that its own card could not load back."""
+    from wmtool.plugins import get_registry
+
+    try:
+        expected = build_model(get_registry(), card).net.state_dict()
+    except UserError:
+        expected = {}
+    if {k: tuple(v.shape) for k, v in expected.items()} != {k: tuple(v.shape) for k, v in tensors.items()}:
+        raise UserError(f"{path}: this model's layers are not architecture {card.arch}'s, so a safetensors file "
+                        "could not be loaded back; write it as .onnx instead")
 
 
 def check_readable(path: str | Path) -> Path:

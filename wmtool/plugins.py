@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import sys
 from importlib.metadata import entry_points
 
 import pluggy
 
 from wmtool import __version__, architectures, hookspecs
+from wmtool.api_version import API_VERSION
 from wmtool.registry import Architecture, Attack, Embedder, Kind, Registry, Verifier
 
 ENTRY_POINT_GROUP = "wmtool"
@@ -41,7 +41,8 @@ def _wanted_distributions() -> set[str] | None:
 def load_entry_points() -> None:
     """Import and register every plugin of the ``wmtool`` entry-point group (once per process).
 
-    A plugin that fails to import is reported as one warning line on stderr and skipped.
+    A plugin that fails to import, or declares a ``WMTOOL_API_VERSION`` other than this wmtool's, is
+    recorded as a problem (the CLI prints each as one warning line) and skipped.
     """
     global _loaded
     if _loaded:
@@ -58,12 +59,15 @@ def load_entry_points() -> None:
             continue
         try:
             module = entry.load()
-            pm.register(module, name=plugin_name)
         except Exception as exc:  # a broken third-party plugin must not break the tool
-            problem = f"plugin {entry.name!r} from {dist} failed to load: {type(exc).__name__}: {exc}"
-            _load_problems.append(problem)
-            print(f"warning: {problem}", file=sys.stderr)
+            _load_problems.append(f"plugin {entry.name!r} from {dist} failed to load: {type(exc).__name__}: {exc}")
             continue
+        wanted_api = getattr(module, "WMTOOL_API_VERSION", API_VERSION)
+        if wanted_api != API_VERSION:
+            _load_problems.append(f"plugin {entry.name!r} from {dist} needs plugin API {wanted_api}, this wmtool "
+                                  f"provides {API_VERSION}; not loaded")
+            continue
+        pm.register(module, name=plugin_name)
         _origins[plugin_name] = (dist, version)
 
 
