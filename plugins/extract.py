@@ -6,12 +6,9 @@ labels over the attacker's data; the victim is only queried, never opened (black
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
-from wmtool.api import (Attack, AttackJob, AttackOutcome, ModelCard, Option, UserError, build_model,
-                        fit_supervised, hookimpl)
+from wmtool.api import Attack, AttackJob, AttackOutcome, Option, fit_supervised, fresh_model_for, hookimpl
 
 WMTOOL_API_VERSION = 1
 
@@ -52,18 +49,10 @@ def run(job: AttackJob) -> AttackOutcome:
     import torch
 
     p, victim = job.params, job.victim
-    try:
-        args = json.loads(p["student_args"]) if p["student_args"] else {}
-    except json.JSONDecodeError as exc:
-        raise UserError(f"--student-args is not valid JSON ({exc})") from None
-    arch = p["student"] or victim.card.arch
-    if arch == "onnx" and not p["student"]:
-        raise UserError("the victim is an ONNX graph: name the extracted model's architecture with --student")
     answers = victim_outputs(victim, job.data.x, p["labels"])
     torch.manual_seed(job.seed)
-    card = ModelCard(arch, victim.card.input_shape, victim.card.num_classes,
-                     args if p["student"] else (args or victim.card.arch_args), classes=victim.card.classes)
-    student = build_model(job.registry, card).to(job.device)
+    student = fresh_model_for(victim.card, job.registry, p["student"], p["student_args"]).to(job.device)
+    arch = student.card.arch
     fit_supervised(student, job.data.x, answers, epochs=p["epochs"], batch_size=p["batch_size"], lr=p["lr"],
                    seed=job.seed, optimizer_options={"eps": p["adam_eps"], "betas": (0.9, p["adam_beta2"])}, shuffle=p["shuffle"],
                    loss=soft_cross_entropy if p["labels"] == "soft" else _mean_ce, progress=job.progress,

@@ -1,12 +1,19 @@
-"""Attack ``finetune``: retrain all layers of the victim on the attacker's labelled data."""
+"""Attack ``finetune``: retrain the victim on the attacker's labelled data.
+
+Modes (Adi et al.'s family): ``ftal`` fine-tunes all layers, ``ftll`` only the last layer,
+``rtll`` re-initialises the last layer and trains only it, ``rtal`` re-initialises the last layer and
+trains all layers.
+"""
 
 from __future__ import annotations
 
-from wmtool.api import Attack, AttackJob, AttackOutcome, Option, fit_supervised, hookimpl
+from wmtool.api import Attack, AttackJob, AttackOutcome, Option, UserError, fit_supervised, hookimpl
 
 WMTOOL_API_VERSION = 1
 
 OPTIONS = (
+    Option("mode", str, "ftal", "which layers train, and whether the last is re-initialised first",
+           choices=("ftal", "ftll", "rtll", "rtal")),
     Option("epochs", int, 5, "epochs of fine-tuning", min=0),
     Option("lr", float, 1e-4, "learning rate", min=0.0),
     Option("batch_size", int, 128, "batch size", min=1),
@@ -14,16 +21,36 @@ OPTIONS = (
 )
 
 
+def last_layer(net):
+    """The last submodule holding a weight (the classifier head)."""
+    layers = [(name, module) for name, module in net.named_modules()
+              if hasattr(module, "reset_parameters") and getattr(module, "weight", None) is not None]
+    if not layers:
+        raise UserError("finetune: the model has no layer with a weight to retrain (an imported ONNX graph "
+                        "supports mode ftal only)")
+    return layers[-1]
+
+
 def run(job: AttackJob) -> AttackOutcome:
-    """Fine-tune every parameter of the victim with cross-entropy on the attacker's labels."""
-    p = job.params
-    model = job.victim
+    """Fine-tune with cross-entropy on the attacker's labels, in the chosen mode."""
+    p, model = job.params, job.victim
+    name = None
+    if p["mode"] != "ftal":
+        name, head = last_layer(model.net)
+        if p["mode"] in ("rtll", "rtal"):
+            head.reset_parameters()
+        if p["mode"] in ("ftll", "rtll"):
+            head_params = {id(w) for w in head.parameters()}
+            for w in model.parameters():
+                w.requires_grad_(id(w) in head_params)
     fit_supervised(model, job.data.x, job.data.y, epochs=p["epochs"], batch_size=p["batch_size"], lr=p["lr"],
-                   optimizer=p["optimizer"], seed=job.seed, progress=job.progress, description="fine-tuning")
-    return AttackOutcome(model)
+                   optimizer=p["optimizer"], seed=job.seed, progress=job.progress, description=f"fine-tuning ({p['mode']})")
+    for w in model.parameters():
+        w.requires_grad_(True)
+    return AttackOutcome(model, details={"mode": p["mode"], "last_layer": name})
 
 
 @hookimpl
 def register_attacks(register):
     """Register the ``finetune`` attack."""
-    register(Attack("finetune", "fine-tune all layers on the attacker's labelled data (FTAL)", run, OPTIONS))
+    register(Attack("finetune", "fine-tune on the attacker's labelled data (FTAL, FTLL, RTLL, RTAL)", run, OPTIONS))

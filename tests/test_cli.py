@@ -38,7 +38,7 @@ def test_finetune_attack_reports_accuracy_and_keeps_the_file_format(cli, digits_
     out = tmp_path / "tuned.safetensors"
     report = cli.json("attack", "finetune", digits_models["marked"], "--data", "digits", "-o", out,
                       "--epochs", 1, "--lr", 1e-4)
-    assert report["options"] == {"epochs": 1, "lr": 1e-4, "batch_size": 128, "optimizer": "adam"}
+    assert report["options"] == {"mode": "ftal", "epochs": 1, "lr": 1e-4, "batch_size": 128, "optimizer": "adam"}
     assert report["accuracy_before"] > 0.8 and report["accuracy_after"] > 0.8
     info = cli.json("inspect", out)
     assert info["card"]["arch"] == "ewe-cnn" and info["parameters"] > 0

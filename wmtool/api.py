@@ -13,7 +13,7 @@ from wmtool.errors import UserError
 from wmtool.jobs import AttackJob, AttackOutcome, EmbedJob, EmbedOutcome, Evidence, Predictor, VerifyJob
 from wmtool.keys import Key, NullRate, Task
 from wmtool.model_card import ModelCard
-from wmtool.models import Classifier, build_model
+from wmtool.models import Classifier, build_model, fresh_model_for
 from wmtool.options import Option
 from wmtool.preprocessing import Preprocessing
 from wmtool.progress import Progress
@@ -26,7 +26,7 @@ __all__ = [
     "API_VERSION", "Architecture", "Attack", "AttackJob", "AttackOutcome", "Classifier", "Dataset", "EmbedJob",
     "EmbedOutcome", "Embedder", "Evidence", "Key", "ModelCard", "NullRate", "Option", "POSITIONS", "Predictor",
     "Preprocessing", "Progress", "Task", "UserError", "Verifier", "VerifyJob", "accuracy", "batches",
-    "build_model", "cross_entropy", "default_trigger_size", "fit", "fit_supervised", "hookimpl",
+    "build_model", "cross_entropy", "fresh_model_for", "default_trigger_size", "fit", "fit_supervised", "hookimpl",
     "interleaved_batches", "load_dataset", "pick_class", "reference_null_rate", "split_validation", "stamp",
     "trigger_corner",
 ]

@@ -68,6 +68,25 @@ def build_model(registry: Registry, card: ModelCard) -> Classifier:
     return Classifier(net, dataclasses.replace(card, arch_args=args))
 
 
+def fresh_model_for(card: ModelCard, registry: Registry, arch: str | None = None,
+                    arch_args: str | dict[str, Any] | None = None) -> Classifier:
+    """A freshly initialised model for the task of ``card``: architecture ``arch`` (default the card's own)
+    with ``arch_args`` (a dict or a JSON object string); seed torch first for reproducibility."""
+    if isinstance(arch_args, str):
+        try:
+            arch_args = json.loads(arch_args)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"architecture arguments are not valid JSON ({exc})") from None
+        if not isinstance(arch_args, dict):
+            raise UserError("architecture arguments must be a JSON object, e.g. '{\"width\": 800}'")
+    name = arch or card.arch
+    if name == "onnx" and not arch:
+        raise UserError("the victim is an ONNX graph: name the new model's architecture (e.g. --student ewe-cnn)")
+    arguments = arch_args if arch or arch_args else card.arch_args
+    return build_model(registry, ModelCard(name, card.input_shape, card.num_classes, dict(arguments or {}),
+                                           classes=card.classes))
+
+
 def file_sha256(path: str | Path) -> str:
     """The sha256 hex digest of a file's bytes."""
     digest = hashlib.sha256()

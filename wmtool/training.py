@@ -113,13 +113,14 @@ def fit(model: nn.Module, epoch_batches: Callable[[int], Iterable[Batch]], *, ep
 def fit_supervised(model: nn.Module, x: np.ndarray, y: np.ndarray, *, epochs: int, batch_size: int, lr: float,
                    seed: int, optimizer: str = "adam", optimizer_options: dict[str, Any] | None = None,
                    shuffle: bool = True, loss: Callable[[nn.Module, Batch], torch.Tensor] = cross_entropy,
-                   progress: Progress = SILENT, description: str = "training") -> list[float]:
+                   after_step: Callable[[], None] | None = None, progress: Progress = SILENT,
+                   description: str = "training") -> list[float]:
     """Train ``model`` on (x, y) (labels, or per-class probabilities for a suitable ``loss``),
     shuffled each epoch by ``seed`` unless ``shuffle`` is False."""
     rng = np.random.default_rng(seed) if shuffle else None
     return fit(model, lambda epoch: batches(x, y, batch_size, rng), epochs=epochs, lr=lr, optimizer=optimizer,
-               optimizer_options=optimizer_options, loss=loss, steps_per_epoch=-(-len(y) // batch_size),
-               progress=progress, description=description)
+               optimizer_options=optimizer_options, loss=loss, after_step=after_step,
+               steps_per_epoch=-(-len(y) // batch_size), progress=progress, description=description)
 
 
 def accuracy(model: Any, x: np.ndarray, y: np.ndarray) -> float:

@@ -1,0 +1,78 @@
+"""Removal attacks on digits: each does what it claims."""
+
+import numpy as np
+import pytest
+
+from wmtool.models import load_model
+from wmtool.plugins import get_registry
+
+
+def weights(path):
+    model = load_model(path, get_registry())
+    return {name: w.detach().numpy() for name, w in model.net.named_parameters()}
+
+
+@pytest.mark.parametrize("scope", ["layer", "global"])
+def test_prune_zeroes_the_stated_share(cli, digits_models, tmp_path, scope):
+    out = tmp_path / "pruned.safetensors"
+    report = cli.json("attack", "prune", digits_models["marked"], "-o", out, "--rate", 0.6, "--scope", scope)
+    pruned = [w for w in weights(out).values() if w.ndim >= 2]
+    share = sum((w == 0).sum() for w in pruned) / sum(w.size for w in pruned)
+    assert share == pytest.approx(0.6, abs=0.01) and report["details"]["zeroed_share"] == pytest.approx(share)
+    if scope == "layer":
+        assert all(abs((w == 0).mean() - 0.6) < 0.02 for w in pruned)
+
+
+def test_prune_then_fine_tune_keeps_the_pruned_weights_at_zero(cli, digits_models, tmp_path):
+    out = tmp_path / "pruned.safetensors"
+    report = cli.json("attack", "prune", digits_models["marked"], "-o", out, "--rate", 0.5, "--epochs", 2,
+                      "--lr", 1e-3)
+    assert report["details"]["zeroed_share"] >= 0.5 and report["accuracy_after"] > 0.8
+
+
+def test_round_leaves_no_digit_beyond_n(cli, digits_models, tmp_path):
+    out = tmp_path / "rounded.safetensors"
+    cli("attack", "round", digits_models["marked"], "-o", out, "--digits", 2)
+    for w in weights(out).values():
+        scaled = w.astype(np.float64) * 100
+        assert np.abs(scaled - np.round(scaled)).max() < 1e-4
+    before = weights(digits_models["marked"])
+    assert any(not np.array_equal(before[k], w) for k, w in weights(out).items())
+
+
+def test_noise_perturbs_each_tensor_at_the_relative_scale(cli, digits_models, tmp_path):
+    out = tmp_path / "noisy.safetensors"
+    cli("attack", "noise", digits_models["marked"], "-o", out, "--scale", 0.1)
+    before, after = weights(digits_models["marked"]), weights(out)
+    for name, w in before.items():
+        if w.size > 100:
+            assert np.std(after[name] - w) == pytest.approx(0.1 * np.std(w), rel=0.25)
+
+
+@pytest.mark.parametrize("mode", ["ftll", "rtll", "rtal"])
+def test_finetune_modes(cli, digits_models, tmp_path, mode):
+    out = tmp_path / f"{mode}.safetensors"
+    report = cli.json("attack", "finetune", digits_models["marked"], "-o", out, "--mode", mode, "--epochs", 3,
+                      "--lr", 1e-3)
+    assert report["details"]["last_layer"] == "fc2"
+    before, after = weights(digits_models["marked"]), weights(out)
+    others_same = all(np.array_equal(before[k], after[k]) for k in before if not k.startswith("fc2"))
+    assert others_same == (mode in ("ftll", "rtll"))
+    assert not np.array_equal(before["fc2.weight"], after["fc2.weight"])
+    assert report["accuracy_after"] > 0.5
+
+
+def test_distillation_student_reaches_most_of_the_teacher(cli, digits_models, tmp_path):
+    out = tmp_path / "student.safetensors"
+    report = cli.json("attack", "distill", digits_models["marked"], "-o", out, "--student", "mlp",
+                      "--student-args", '{"width": 256, "dropout": 0.0}', "--epochs", 30, "--temperature", 5)
+    assert report["details"]["student"] == "mlp" and report["queries"] == 1438
+    assert report["accuracy_after"] >= 0.9 * report["accuracy_before"]
+    assert cli.json("inspect", out)["card"]["arch_args"]["width"] == 256
+
+
+def test_distillation_of_an_onnx_victim(cli, digits_models, tmp_path):
+    victim = tmp_path / "victim.onnx"
+    cli("convert", digits_models["marked"], "-o", victim)
+    report = cli.json("attack", "distill", victim, "-o", tmp_path / "s.onnx", "--epochs", 20, "--hard-weight", 0.5)
+    assert report["details"]["student"] == "ewe-cnn" and report["accuracy_after"] > 0.8
