@@ -76,3 +76,27 @@ def test_distillation_of_an_onnx_victim(cli, digits_models, tmp_path):
     cli("convert", digits_models["marked"], "-o", victim)
     report = cli.json("attack", "distill", victim, "-o", tmp_path / "s.onnx", "--epochs", 20, "--hard-weight", 0.5)
     assert report["details"]["student"] == "ewe-cnn" and report["accuracy_after"] > 0.8
+
+
+@pytest.mark.parametrize("granularity", ["channel", "tensor"])
+def test_quantize_leaves_at_most_255_levels(cli, digits_models, tmp_path, granularity):
+    out = tmp_path / "q.safetensors"
+    report = cli.json("attack", "quantize", digits_models["marked"], "-o", out, "--granularity", granularity)
+    for w in (w for w in weights(out).values() if w.ndim >= 2):
+        rows = w.reshape(w.shape[0], -1) if granularity == "channel" else w.reshape(1, -1)
+        assert all(len(np.unique(row)) <= 255 for row in rows)
+    assert report["accuracy_after"] > report["accuracy_before"] - 0.02
+
+
+def test_lowrank_truncates_each_layer_to_the_rank_of_its_speedup(cli, digits_models, tmp_path):
+    from wmtool_plugins.lowrank import rank_for
+
+    out = tmp_path / "lr.safetensors"
+    report = cli.json("attack", "lowrank", digits_models["marked"], "-o", out, "--speedup", 3)
+    ranks = report["details"]["ranks"]
+    for name, w in weights(out).items():
+        if name in ranks:
+            matrix = w.reshape(w.shape[0], -1)
+            assert ranks[name] == rank_for(*matrix.shape, 3)
+            assert np.linalg.matrix_rank(matrix, tol=1e-4 * np.abs(matrix).max()) <= ranks[name]
+    assert "fc1.weight" in ranks
