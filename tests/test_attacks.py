@@ -100,3 +100,13 @@ def test_lowrank_truncates_each_layer_to_the_rank_of_its_speedup(cli, digits_mod
             assert ranks[name] == rank_for(*matrix.shape, 3)
             assert np.linalg.matrix_rank(matrix, tol=1e-4 * np.abs(matrix).max()) <= ranks[name]
     assert "fc1.weight" in ranks
+
+
+def test_fineprune_prunes_the_least_active_channels_and_holds_them(cli, digits_models, tmp_path):
+    out = tmp_path / "fp.safetensors"
+    report = cli.json("attack", "fineprune", digits_models["marked"], "-o", out, "--rate", 0.5, "--epochs", 2)
+    details = report["details"]
+    assert details["layer"] == "conv2" and details["units"] == 64 and len(details["pruned_units"]) == 32
+    conv2 = weights(out)["conv2.weight"]
+    assert all(not conv2[i].any() for i in details["pruned_units"])
+    assert report["queries"] == 1438 and report["accuracy_after"] > 0.7

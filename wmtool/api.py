@@ -18,6 +18,7 @@ from wmtool.options import Option
 from wmtool.preprocessing import Preprocessing
 from wmtool.progress import Progress
 from wmtool.registry import Architecture, Attack, Embedder, Verifier
+from wmtool.representations import capture, snnl
 from wmtool.training import accuracy, batches, cross_entropy, fit, fit_supervised
 from wmtool.watermarks import (POSITIONS, default_trigger_size, interleaved_batches, pick_class,
                                reference_null_rate, stamp, trigger_corner)
@@ -26,7 +27,7 @@ __all__ = [
     "API_VERSION", "Architecture", "Attack", "AttackJob", "AttackOutcome", "Classifier", "Dataset", "EmbedJob",
     "EmbedOutcome", "Embedder", "Evidence", "Key", "ModelCard", "NullRate", "Option", "POSITIONS", "Predictor",
     "Preprocessing", "Progress", "Task", "UserError", "Verifier", "VerifyJob", "accuracy", "batches",
-    "build_model", "cross_entropy", "fresh_model_for", "default_trigger_size", "fit", "fit_supervised", "hookimpl",
-    "interleaved_batches", "load_dataset", "pick_class", "reference_null_rate", "split_validation", "stamp",
+    "build_model", "capture", "cross_entropy", "fresh_model_for", "default_trigger_size", "fit", "fit_supervised", "hookimpl",
+    "interleaved_batches", "load_dataset", "pick_class", "reference_null_rate", "snnl", "split_validation", "stamp",
     "trigger_corner",
 ]
