@@ -110,3 +110,15 @@ def test_fineprune_prunes_the_least_active_channels_and_holds_them(cli, digits_m
     conv2 = weights(out)["conv2.weight"]
     assert all(not conv2[i].any() for i in details["pruned_units"])
     assert report["queries"] == 1438 and report["accuracy_after"] > 0.7
+
+
+def test_overwrite_embeds_the_attackers_watermark(cli, digits_models, tmp_path):
+    out = tmp_path / "pirated.safetensors"
+    report = cli.json("attack", "overwrite", digits_models["marked"], "-o", out, "--scheme", "backdoor",
+                      "--scheme-options", '{"source": 3, "target": 5, "position": "top-left", "epochs": 3}')
+    details = report["details"]
+    assert details["scheme"] == "backdoor" and details["attacker_params"]["target"] == 5
+    assert details["attacker_watermark_success"] > 0.9
+    refused = cli("attack", "overwrite", digits_models["marked"], "-o", tmp_path / "x.safetensors",
+                  "--scheme-options", '{"bogus": 1}', expect=2)
+    assert "unknown option 'bogus'" in refused.stderr
