@@ -122,3 +122,15 @@ def test_overwrite_embeds_the_attackers_watermark(cli, digits_models, tmp_path):
     refused = cli("attack", "overwrite", digits_models["marked"], "-o", tmp_path / "x.safetensors",
                   "--scheme-options", '{"bogus": 1}', expect=2)
     assert "unknown option 'bogus'" in refused.stderr
+
+
+def test_neural_cleanse_finds_the_backdoor_target_and_unlearns_it(cli, digits_models, tmp_path):
+    out = tmp_path / "cleansed.safetensors"
+    report = cli.json("attack", "neural-cleanse", digits_models["marked"], "-o", out, "--steps", 150, "--unlearn",
+                      "--unlearn-epochs", 3)
+    details = report["details"]
+    assert details["flagged"] == [7] and details["max_anomaly_index"] > 2
+    assert int(np.argmax(details["anomaly_index"])) == 7 and len(details["mask_l1"]) == 10
+    before = cli.json("verify", "--key", digits_models["key"], digits_models["marked"])["success_rate"]
+    after = cli.json("verify", "--key", digits_models["key"], out, expect=None)["success_rate"]
+    assert after < before and report["accuracy_after"] > 0.8
