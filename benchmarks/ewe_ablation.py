@@ -24,6 +24,7 @@ VARIANTS = {  # name: embed options beyond the common ones
     "kappa 32, T scale 1": ["--kappa", 32, "--temperature-scale", 1],
     "kappa 320, T scale 1": ["--kappa", 320, "--temperature-scale", 1],
     "kappa 3200, T scale 100": ["--kappa", 3200],
+    "kappa -32, T scale 1": ["--kappa", -32, "--temperature-scale", 1],
 }
 
 
