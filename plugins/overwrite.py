@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 
-from wmtool.api import Attack, AttackJob, AttackOutcome, EmbedJob, Option, UserError, hookimpl, resolve
+from wmtool.api import Attack, AttackJob, AttackOutcome, EmbedJob, Option, hookimpl, json_object, resolve
 
 WMTOOL_API_VERSION = 1
 
@@ -21,12 +21,7 @@ def run(job: AttackJob) -> AttackOutcome:
     """Embed the attacker's watermark into the victim with the named scheme."""
     p = job.params
     embedder = job.registry.get("embedder", p["scheme"])
-    try:
-        given = json.loads(p["scheme_options"])
-    except json.JSONDecodeError as exc:
-        raise UserError(f"--scheme-options is not valid JSON ({exc})") from None
-    if not isinstance(given, dict):
-        raise UserError("--scheme-options must be a JSON object")
+    given = json_object(p["scheme_options"], "--scheme-options")
     params = resolve(embedder.options, given, f"embedder {p['scheme']}")
     outcome = embedder.embed(EmbedJob(job.victim, True, job.data, params, job.registry, job.seed, job.device,
                                       job.progress))

@@ -39,3 +39,13 @@ def test_resolve_rejects_unknown_names_and_fractional_ints():
     with pytest.raises(UserError):
         resolve(OPTIONS, {"epochs": 2.5}, "t")
     assert resolve(OPTIONS, {"epochs": 2.0}, "t")["epochs"] == 2
+
+
+def test_json_object_arguments():
+    from wmtool.options import json_object
+
+    assert json_object(None, "--x") == {} and json_object('{"width": 8}', "--x") == {"width": 8}
+    with pytest.raises(UserError, match="--x is not valid JSON"):
+        json_object("{width", "--x")
+    with pytest.raises(UserError, match="--x must be a JSON object"):
+        json_object("[1]", "--x")

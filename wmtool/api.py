@@ -14,7 +14,7 @@ from wmtool.jobs import AttackJob, AttackOutcome, EmbedJob, EmbedOutcome, Eviden
 from wmtool.keys import Key, NullRate, Task
 from wmtool.model_card import ModelCard
 from wmtool.models import Classifier, build_model, fresh_model_for
-from wmtool.options import Option, resolve
+from wmtool.options import Option, json_object, resolve
 from wmtool.preprocessing import Preprocessing
 from wmtool.progress import Progress
 from wmtool.registry import Architecture, Attack, Embedder, Verifier
@@ -28,6 +28,6 @@ __all__ = [
     "EmbedOutcome", "Embedder", "Evidence", "Key", "ModelCard", "NullRate", "Option", "POSITIONS", "Predictor",
     "Preprocessing", "Progress", "Task", "UserError", "Verifier", "VerifyJob", "accuracy", "batches",
     "build_model", "capture", "cross_entropy", "fresh_model_for", "default_trigger_size", "fit", "fit_supervised", "hookimpl",
-    "interleaved_batches", "load_dataset", "pick_class", "reference_null_rate", "resolve", "snnl", "split_validation", "stamp",
+    "interleaved_batches", "json_object", "load_dataset", "pick_class", "reference_null_rate", "resolve", "snnl", "split_validation", "stamp",
     "trigger_corner",
 ]

@@ -16,7 +16,7 @@ from torch import nn
 from wmtool.atomic import write_atomic
 from wmtool.errors import UserError
 from wmtool.model_card import METADATA_KEY, ModelCard
-from wmtool.options import resolve
+from wmtool.options import json_object, resolve
 from wmtool.preprocessing import Preprocessing
 from wmtool.registry import Registry
 
@@ -73,12 +73,7 @@ def fresh_model_for(card: ModelCard, registry: Registry, arch: str | None = None
     """A freshly initialised model for the task of ``card``: architecture ``arch`` (default the card's own)
     with ``arch_args`` (a dict or a JSON object string); seed torch first for reproducibility."""
     if isinstance(arch_args, str):
-        try:
-            arch_args = json.loads(arch_args)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"architecture arguments are not valid JSON ({exc})") from None
-        if not isinstance(arch_args, dict):
-            raise UserError("architecture arguments must be a JSON object, e.g. '{\"width\": 800}'")
+        arch_args = json_object(arch_args, "the architecture arguments")
     name = arch or card.arch
     if name == "onnx" and not arch:
         raise UserError("the victim is an ONNX graph: name the new model's architecture (e.g. --student ewe-cnn)")

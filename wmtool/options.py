@@ -59,6 +59,21 @@ class Option:
         return value
 
 
+def json_object(raw: str | None, what: str) -> dict[str, Any]:
+    """A JSON object given on the command line (``{}`` for None); anything else is one :class:`UserError`."""
+    import json
+
+    if raw is None:
+        return {}
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{what} is not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise UserError(f"{what} must be a JSON object, e.g. '{{\"width\": 800}}'")
+    return value
+
+
 def defaults(options: Sequence[Option]) -> dict[str, Any]:
     """The default value of every option, by name."""
     return {option.name: option.default for option in options}

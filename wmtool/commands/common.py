@@ -61,15 +61,9 @@ def emit(run: Run, payload: dict[str, Any], human: Callable[["Console"], None]) 
 
 def parse_arch_args(raw: str | None) -> dict[str, Any]:
     """The --arch-args JSON object."""
-    if raw is None:
-        return {}
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise UserError(f"--arch-args is not valid JSON ({exc})") from None
-    if not isinstance(value, dict):
-        raise UserError("--arch-args must be a JSON object, e.g. '{\"width\": 800}'")
-    return value
+    from wmtool.options import json_object
+
+    return json_object(raw, "--arch-args")
 
 
 def preprocessing_flags(input_range: float | None, mean: str | None, std: str | None, layout: str | None):
