@@ -2,7 +2,7 @@
 extraction, over several seeds. Resumable: each dataset × method × seed result is saved as JSON under
 benchmarks/runs/ewe/ when it finishes and skipped when present.
 
-Run:     python benchmarks/ewe_table1.py [--seeds 0 1 2] [--device auto] [--only mnist]
+Run:     python benchmarks/ewe_table1.py [--seeds 0 1 2] [--device auto] [--only mnist] [--setting authors]
 Report:  python benchmarks/ewe_table1.py --report      (markdown table of what has finished)
 
 Settings (the authors' reference code, see ../shared/papers/README.md): ewe-cnn, batch 512 (Fashion:
@@ -10,11 +10,17 @@ Settings (the authors' reference code, see ../shared/papers/README.md): ewe-cnn,
 learned (lr 0.1), cosine SNNL at temperature 100/T, OOD watermarks (MNIST task: Fashion-MNIST class 1
 → 7; Fashion task: MNIST class 8 → 0), FGSM refinement; extraction: a fresh ewe-cnn trained for 20
 epochs on the victim's hard labels of the whole training set.
+
+Two settings: `algorithm` (Algorithm 1 as printed: watermark training runs through all the clean data)
+and `authors` (the authors' loop, which restarts the clean batches at every watermark loop, so watermark
+training sees only the first r × watermark-batches clean batches: `--restart-clean`). See
+benchmarks/ewe_port.py and docs/results.md for why the difference decides the outcome.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import subprocess
 import sys
@@ -49,21 +55,22 @@ def wmtool(*args: object) -> dict:
     return json.loads(done.stdout)
 
 
-def one_run(dataset: str, method: str, seed: int, device: str) -> dict:
+def one_run(dataset: str, method: str, setting: str, seed: int, device: str) -> dict:
     """Embed, extract and verify once; returns the measured row."""
     s = SETTINGS[dataset]
-    folder = RUNS / f"{dataset}-{method}-seed{seed}"
+    folder = RUNS / f"{dataset}-{method}-{setting}-seed{seed}"
     folder.mkdir(parents=True, exist_ok=True)
     victim, key, stolen = folder / "victim.safetensors", folder / "key.json", folder / "extracted.safetensors"
     common = ("--seed", seed, "--device", device)
     start = time.perf_counter()
     embedded = wmtool("embed", "--scheme", "ewe", "--arch", "ewe-cnn", "--data", s["data"], "--ood-data", s["ood"],
                       "--source", s["source"], "--target", s["target"], "--every", s["every"], "--batch-size",
-                      s["batch"], "--kappa", 32 if method == "ewe" else 0, "-o", victim, "--key-out", key, *common)
+                      s["batch"], "--kappa", 32 if method == "ewe" else 0, *(("--restart-clean",) if setting == "authors" else ()),
+                      "-o", victim, "--key-out", key, *common)
     embed_seconds = time.perf_counter() - start
     extracted = wmtool("attack", "extract", victim, "--data", s["data"], "-o", stolen, "--epochs", 20,
                        "--batch-size", s["batch"], "--no-shuffle", *common)
-    row = {"dataset": dataset, "method": method, "seed": seed,
+    row = {"dataset": dataset, "method": method, "setting": setting, "seed": seed,
            "victim_accuracy": embedded["test_accuracy"], "null_rate": embedded["null_rate"],
            "extracted_accuracy": extracted["accuracy_after"], "embed_seconds": round(embed_seconds, 1),
            "extract_seconds": extracted["seconds"], "temperatures": embedded["params"]["temperatures"]}
@@ -78,27 +85,26 @@ def one_run(dataset: str, method: str, seed: int, device: str) -> dict:
     return row
 
 
-def report() -> None:
-    """Print the finished runs as a markdown table, mean ± std over seeds, beside the paper's numbers."""
+def stat(values: list[float]) -> str:
+    """Fractions as a percentage, mean ± standard deviation over seeds."""
     import statistics
 
+    values = [100 * v for v in values]
+    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}" if len(values) > 1 else f"{values[0]:.2f}"
+
+
+def report() -> None:
+    """Print the finished runs as a markdown table, mean ± std over seeds, beside the paper's numbers."""
     rows = [json.loads(p.read_text()) for p in sorted(RUNS.glob("*.json"))]
-    print("| dataset | method | seeds | victim acc % | victim success % | extracted acc % | extracted success % "
+    print("| dataset | setting | method | seeds | victim acc % | victim success % | extracted acc % | extracted success % "
           "| claimed @100 queries | queries needed | paper (victim acc / success / extr. acc / extr. success) |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
 
-    def stat(values):
-        values = [100 * v for v in values]
-        return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}" if len(values) > 1 \
-            else f"{values[0]:.2f}"
-
-    for dataset in SETTINGS:
-        for method in ("baseline", "ewe"):
-            group = [r for r in rows if r["dataset"] == dataset and r["method"] == method]
-            if not group:
-                continue
+    for dataset, setting, method in itertools.product(SETTINGS, ("algorithm", "authors"), ("baseline", "ewe")):
+        group = [r for r in rows if (r["dataset"], r["setting"], r["method"]) == (dataset, setting, method)]
+        if group:
             needed = [r["extracted_queries_needed"] for r in group]
-            print(f"| {dataset} | {method} | {len(group)} | {stat([r['victim_accuracy'] for r in group])} | "
+            print(f"| {dataset} | {setting} | {method} | {len(group)} | {stat([r['victim_accuracy'] for r in group])} | "
                   f"{stat([r['victim_success'] for r in group])} | {stat([r['extracted_accuracy'] for r in group])} | "
                   f"{stat([r['extracted_success'] for r in group])} | "
                   f"{sum(r['extracted_claimed_100'] for r in group)}/{len(group)} | "
@@ -111,21 +117,20 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--only", choices=sorted(SETTINGS), nargs="+", default=list(SETTINGS))
     parser.add_argument("--methods", choices=("ewe", "baseline"), nargs="+", default=["ewe", "baseline"])
+    parser.add_argument("--setting", choices=("algorithm", "authors"), nargs="+", default=["authors"])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--report", action="store_true")
     args = parser.parse_args()
     if args.report:
         report()
         return
-    for seed in args.seeds:
-        for dataset in args.only:
-            for method in args.methods:
-                result = RUNS / f"{dataset}-{method}-seed{seed}.json"
-                if result.exists():
-                    continue
-                row = one_run(dataset, method, seed, args.device)
-                result.write_text(json.dumps(row, indent=1))
-                print(json.dumps(row), flush=True)
+    for seed, dataset, setting, method in itertools.product(args.seeds, args.only, args.setting, args.methods):
+        result = RUNS / f"{dataset}-{method}-{setting}-seed{seed}.json"
+        if result.exists():
+            continue
+        row = one_run(dataset, method, setting, seed, args.device)
+        result.write_text(json.dumps(row, indent=1))
+        print(json.dumps(row), flush=True)
 
 
 if __name__ == "__main__":

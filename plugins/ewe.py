@@ -52,6 +52,8 @@ OPTIONS = (
     Option("adam_eps", float, 1e-5, "Adam's epsilon (the authors': 1e-5)", min=0.0),
     Option("adam_beta2", float, 0.99, "Adam's second-moment decay (the authors': 0.99)", min=0.0, max=1.0),
     Option("shuffle", bool, False, "shuffle the clean data each epoch (the authors' code does not)"),
+    Option("restart_clean", bool, False, "restart the clean batches at every watermark loop, as the authors' code "
+           "does (watermark training then sees only the first every × watermark-batches clean batches)"),
 )
 
 
@@ -215,6 +217,8 @@ def watermark_batches(job: EmbedJob, watermarks: np.ndarray, targets: np.ndarray
         return torch.from_numpy(data.x[index]), torch.from_numpy(data.y[index]), False
 
     def loop(_):
+        if p["restart_clean"]:
+            state["next"] = 0
         shuffled = targets[rng.permutation(len(targets))]
         for b in range(w_batches):
             for _ in range(p["every"]):
