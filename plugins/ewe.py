@@ -237,8 +237,8 @@ def embed(job: EmbedJob) -> EmbedOutcome:
     p, data, model = job.params, job.data, job.model
     rng = np.random.default_rng(job.seed)
     adam = {"eps": p["adam_eps"], "betas": (0.9, p["adam_beta2"])}
-    architecture = job.registry.get("architecture", model.card.arch)
-    layers = [name.strip() for name in p["layers"].split(",")] if p["layers"] else list(architecture.layers)
+    layers = [name.strip() for name in p["layers"].split(",")] if p["layers"] else list(
+        job.registry.layers_of(model.card.arch))
     if p["kappa"] and not layers:
         raise UserError(f"architecture {model.card.arch} names no layers to entangle; pass --layers")
     if not job.pretrained and p["clean_epochs"]:

@@ -22,6 +22,7 @@ class ModelCard:
     arch_args: dict[str, Any] = field(default_factory=dict)
     preprocessing: Preprocessing = Preprocessing()
     classes: tuple[str, ...] | None = None
+    code_sha256: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dictionary."""
@@ -32,6 +33,7 @@ class ModelCard:
             "num_classes": self.num_classes,
             "preprocessing": self.preprocessing.to_json(),
             "classes": list(self.classes) if self.classes is not None else None,
+            **({"code_sha256": self.code_sha256} if self.code_sha256 else {}),
         }
 
     @classmethod
@@ -52,6 +54,7 @@ class ModelCard:
                 arch_args=dict(data.get("arch_args") or {}),
                 preprocessing=Preprocessing.from_json(data.get("preprocessing") or {}),
                 classes=tuple(str(c) for c in classes) if classes is not None else None,
+                code_sha256=str(data["code_sha256"]) if data.get("code_sha256") else None,
             )
         except UserError:
             raise

@@ -61,7 +61,13 @@ class Classifier(nn.Module):
 
 
 def build_model(registry: Registry, card: ModelCard) -> Classifier:
-    """A freshly initialised model of the card's architecture (seed torch first for reproducibility)."""
+    """A freshly initialised model of the card's architecture (seed torch first for reproducibility): a
+    registered name, or code (``file.py:Factory``, ``module:Factory``, ``timm:NAME``; see user_code)."""
+    from wmtool.user_code import build_from_code, is_code_spec
+
+    if is_code_spec(card.arch):
+        net, spec, digest = build_from_code(card.arch, dict(card.arch_args), card.code_sha256)
+        return Classifier(net, dataclasses.replace(card, arch=spec, code_sha256=digest))
     architecture = registry.get("architecture", card.arch)
     args = resolve(architecture.options, card.arch_args, f"architecture {card.arch}")
     net = architecture.build(card.input_shape, card.num_classes, **args)
@@ -196,13 +202,18 @@ def load_model(path: str | Path, registry: Registry, *, arch: str | None = None,
         card = dataclasses.replace(card, arch="onnx", arch_args={"graph": graph_without_weights(proto)})
         return Classifier(OnnxModule(proto), card)
     card = read_card(path)
+    if card is None and arch is None:
+        from wmtool.user_code import spec_from_config
+
+        arch, arch_args = spec_from_config(path) or (None, arch_args)
     if card is None or arch is not None:
         if arch is None:
             known = ", ".join(registry.names("architecture"))
-            raise UserError(f"{path}: the file names no architecture; pass --arch (known: {known})")
+            raise UserError(f"{path}: the file names no architecture; pass --arch NAME (known: {known}), "
+                            "--arch path/to/file.py:Factory or --arch package.module:Factory")
         if task is None:
             raise UserError(f"{path}: with --arch, the task (input shape, classes) must come from --data")
-        card = dataclasses.replace(task, arch=arch, arch_args=dict(arch_args or {}))
+        card = dataclasses.replace(task, arch=arch, arch_args=dict(arch_args or {}), code_sha256=None)
     model = build_model(registry, card)
     from safetensors import SafetensorError
     from safetensors.torch import load_file

@@ -94,6 +94,10 @@ class Registry:
         """The registered names of one kind, sorted."""
         return sorted(self.entries[kind])
 
+    def layers_of(self, arch: str) -> tuple[str, ...]:
+        """The default layers to watermark of a registered architecture; none for code (``file.py:Factory``)."""
+        return () if ":" in arch else tuple(self.get("architecture", arch).layers)
+
     def get(self, kind: Kind, name: str) -> Any:
         """The registered object of ``kind`` called ``name``, or a :class:`UserError` listing the known ones."""
         entry = self.entries[kind].get(name)

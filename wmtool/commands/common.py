@@ -22,7 +22,9 @@ SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for every random choi
 DataOpt = Annotated[str, typer.Option("--data", help="digits (embedded), an IDX folder, a .npz or an image folder.")]
 SplitOpt = Annotated[str, typer.Option("--split", help="train | test | all (sources without a test split hold out a fixed 20% as test).")]
 LimitOpt = Annotated[int | None, typer.Option("--limit", help="Use at most this many samples (chosen by --seed).")]
-ArchOpt = Annotated[str | None, typer.Option("--arch", help="Architecture for a file that names none.")]
+ArchOpt = Annotated[str | None, typer.Option("--arch", help=(
+    "Architecture for a file that names none: a registered name, path/to/file.py:Factory or "
+    "package.module:Factory (a class or function returning a torch.nn.Module; its code RUNS, trust it)."))]
 ArchArgsOpt = Annotated[str | None, typer.Option("--arch-args", help="JSON object of the architecture's arguments.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")]
 InputRangeOpt = Annotated[float | None, typer.Option(
