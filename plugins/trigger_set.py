@@ -16,7 +16,9 @@ def verify(job: VerifyJob) -> Evidence:
         inputs, labels = inputs[:job.queries], labels[:job.queries]
     predictions = np.asarray(job.suspect.predict(inputs))
     successes = int(np.sum(predictions == labels))
-    return Evidence(successes, len(labels), job.key.null.rate)
+    accuracy, chance = successes / max(len(labels), 1), 1.0 / job.key.task.num_classes
+    return Evidence(successes, len(labels), job.key.null.rate,
+                    {"accuracy": accuracy, "normalised": max((accuracy - chance) / (1 - chance), 0.0)})
 
 
 @hookimpl

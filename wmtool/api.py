@@ -15,16 +15,20 @@ from wmtool.keys import Key, NullRate, Task
 from wmtool.model_card import ModelCard
 from wmtool.models import Classifier, build_model, fresh_model_for
 from wmtool.options import Option, json_object, resolve
+from wmtool.parameters import (PENALTY_OPTIONS, bit_positions, bits_outcome, choose_bits, find_tensor,
+                               largest_weight, named_parameter, parameter_arrays, regenerate_bits,
+                               train_with_penalty)
 from wmtool.preprocessing import Preprocessing
 from wmtool.progress import Progress
 from wmtool.registry import Architecture, Attack, Embedder, Verifier
 from wmtool.representations import capture, snnl
 from wmtool.training import accuracy, batches, cross_entropy, fit, fit_supervised
-from wmtool.watermarks import (POSITIONS, default_trigger_size, interleaved_batches, pick_class,
-                               reference_null_rate, stamp, trigger_corner)
+from wmtool.watermarks import (CARRIERS, POSITIONS, carrier_images, default_trigger_size, interleaved_batches,
+                               pick_class, reference_null_rate, stamp, trigger_corner)
 
 __all__ = [
-    "API_VERSION", "Architecture", "Attack", "AttackJob", "AttackOutcome", "Classifier", "Dataset", "EmbedJob",
+    "API_VERSION", "CARRIERS", "PENALTY_OPTIONS", "bit_positions", "bits_outcome", "regenerate_bits", "choose_bits", "carrier_images", "find_tensor",
+    "largest_weight", "named_parameter", "parameter_arrays", "train_with_penalty", "Architecture", "Attack", "AttackJob", "AttackOutcome", "Classifier", "Dataset", "EmbedJob",
     "EmbedOutcome", "Embedder", "Evidence", "Key", "ModelCard", "NullRate", "Option", "POSITIONS", "Predictor",
     "Preprocessing", "Progress", "Task", "UserError", "Verifier", "VerifyJob", "accuracy", "batches",
     "build_model", "capture", "cross_entropy", "fresh_model_for", "default_trigger_size", "fit", "fit_supervised", "hookimpl",

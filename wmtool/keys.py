@@ -156,6 +156,20 @@ def _checksum(body: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def commitment(key: Key) -> str:
+    """The sha256 an owner publishes before releasing a model: the canonical JSON of the key's claim
+    (scheme, verifier, parameters, task, the raw bytes' digests of its arrays and the marked model's hash),
+    leaving out what may change later without changing the claim (the null rate, the creation time)."""
+    claim = {
+        "scheme": key.scheme, "verifier": key.verifier, "params": key.params, "task": key.task.to_json(),
+        "arrays": {name: [array.dtype.name, list(array.shape),
+                          hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()]
+                   for name, array in sorted(key.arrays.items())},
+        "model_sha256": key.model_sha256,
+    }
+    return _checksum(claim)
+
+
 def key_to_json(key: Key) -> dict[str, Any]:
     """The JSON document of a key, checksum included."""
     body = {

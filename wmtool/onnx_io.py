@@ -110,7 +110,7 @@ class OnnxPredictor:
             raise
         except Exception as exc:
             raise UserError(f"{path}: onnxruntime cannot run this model ({str(exc).splitlines()[0][:200]})") from None
-        self.path, self.card = Path(path), card
+        self.path, self.card, self.proto = Path(path), card, model
         first = self.session.get_inputs()[0]
         self.input_name = first.name
         self.output_name = self.session.get_outputs()[0].name

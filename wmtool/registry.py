@@ -9,6 +9,7 @@ from wmtool.errors import UserError
 from wmtool.options import Option
 
 if TYPE_CHECKING:
+    from wmtool.keys import Key
     from wmtool.jobs import AttackJob, EmbedJob, EmbedOutcome, Evidence, VerifyJob
 
 Kind = Literal["embedder", "attack", "verifier", "architecture"]
@@ -23,6 +24,9 @@ class Embedder:
     embed: Callable[["EmbedJob"], "EmbedOutcome"]
     options: tuple[Option, ...] = ()
     verifier: str = "trigger-set"
+    regenerate: Callable[["Key"], dict[str, Any]] | None = None
+    """For schemes whose watermark is drawn from a seed: the key's arrays as that seed generates them,
+    so that ``verify`` can refuse a key whose watermark was swapped after the fact."""
 
 
 @dataclass(frozen=True)

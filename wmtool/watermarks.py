@@ -80,3 +80,35 @@ def reference_null_rate(model, inputs: np.ndarray, labels: np.ndarray, num_class
     """The null rate measured on a non-watermarked reference ``model`` (see :meth:`NullRate.from_reference`)."""
     successes = int(np.sum(model.predict(inputs) == labels))
     return NullRate.from_reference(successes, len(labels), num_classes)
+
+
+CARRIERS = ("random-walk", "white-noise", "uniform-noise", "one-hot")
+
+
+def carrier_images(kind: str, count: int, input_shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """Synthetic watermark-carrier images (ingrain §5.2), float32 in [0, 1].
+
+    ``random-walk``: from the centre of a blank image, H·W steps of one pixel in a random direction, each
+    visited pixel (all channels) set to a random value; ``white-noise``: Gaussian N(0.5, 0.25²) clipped;
+    ``uniform-noise``: U(0, 1); ``one-hot``: one random pixel at 1.
+    """
+    shape = (count, *input_shape)
+    height, width = input_shape[-2:]
+    if kind == "uniform-noise":
+        return rng.random(shape, dtype=np.float32)
+    if kind == "white-noise":
+        return np.clip(rng.normal(0.5, 0.25, shape), 0, 1).astype(np.float32)
+    images = np.zeros(shape, dtype=np.float32)
+    rows = np.arange(count)
+    if kind == "one-hot":
+        images[rows, ..., rng.integers(0, height, count), rng.integers(0, width, count)] = 1.0
+        return images
+    if kind != "random-walk":
+        raise UserError(f"unknown carrier {kind!r}; known: {', '.join(CARRIERS)}")
+    row, col = np.full(count, height // 2), np.full(count, width // 2)
+    moves = np.array([(-1, 0), (1, 0), (0, -1), (0, 1)])
+    for _ in range(height * width):
+        step = moves[rng.integers(0, 4, count)]
+        row, col = np.clip(row + step[:, 0], 0, height - 1), np.clip(col + step[:, 1], 0, width - 1)
+        images[rows, ..., row, col] = rng.random(count, dtype=np.float32)[:, None]
+    return images

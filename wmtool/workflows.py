@@ -100,7 +100,7 @@ def embed_watermark(run: Run, scheme: str, given: dict[str, Any], data: Dataset,
     check_task(model.card, data, "the model")
     job = EmbedJob(model, pretrained, data, params, run.registry, run.seed, run.torch_device, run.progress)
     outcome = embedder.embed(job)
-    if outcome.null.rate >= MAX_NULL_RATE:
+    if outcome.null.method == "reference-model" and outcome.null.rate >= MAX_NULL_RATE:
         raise UserError(f"models without the watermark already give its expected answers (null rate "
                         f"{outcome.null.rate:.2f}): no ownership could be shown; choose other classes or triggers")
     return outcome
@@ -124,6 +124,21 @@ def attack_model(run: Run, name: str, given: dict[str, Any], victim: Predictor, 
     return outcome, params, time.perf_counter() - start
 
 
+def check_regenerates(run: Run, key: Key) -> None:
+    """Refuse a key whose seeded watermark is not what its seed generates (swapped after the fact)."""
+    import numpy as np
+
+    if key.scheme not in run.registry.names("embedder"):
+        return
+    regenerate = run.registry.get("embedder", key.scheme).regenerate
+    if regenerate is None:
+        return
+    for name, expected in regenerate(key).items():
+        if name not in key.arrays or not np.array_equal(key.arrays[name], expected):
+            raise UserError(f"the key's {name!r} is not what its seed generates: a swapped or forged watermark "
+                            "proves nothing; refusing")
+
+
 def verify_suspect(run: Run, key: Key, suspect: Predictor, *, alpha: float, test: str,
                    queries: int | None, given: dict[str, Any] | None = None) -> tuple[OwnershipResult, dict]:
     """Gather the key's verifier's evidence from ``suspect`` and run the ownership test on it."""
@@ -134,6 +149,7 @@ def verify_suspect(run: Run, key: Key, suspect: Predictor, *, alpha: float, test
         raise UserError(f"the suspect has {suspect.card.num_classes} classes, the key's task has {key.task.num_classes}")
     if queries is not None and queries < 1:
         raise UserError(f"--queries must be positive, got {queries}")
+    check_regenerates(run, key)
     verifier = run.registry.get("verifier", key.verifier)
     params = resolve(verifier.options, given or {}, f"verifier {key.verifier}")
     evidence = verifier.verify(VerifyJob(key, suspect, params, queries))

@@ -44,7 +44,7 @@ def embed(
 ) -> None:
     """Embed a watermark. The scheme's own options follow; `wmtool embed --scheme NAME --help` lists them."""
     from wmtool.data import load_dataset
-    from wmtool.keys import save_key
+    from wmtool.keys import commitment, save_key
     from wmtool.models import save_model
     from wmtool.workflows import embed_watermark, make_key, new_model, open_model, task_of, test_accuracy
 
@@ -73,7 +73,9 @@ def embed(
     test = test_accuracy(outcome.model, data, run)
     payload = {"output": str(output), "key": str(key_path), "scheme": scheme, "sha256": sha,
                "params": outcome.params, "test_accuracy": test, "watermark_success": success,
-               "null_rate": key.null.rate, "null_method": key.null.method}
+               "null_rate": key.null.rate, "null_method": key.null.method, "commitment": commitment(key)}
     emit(run, payload, lambda out: out.print(
         f"embedded {scheme}: test accuracy {fmt(test)}, watermark success {fmt(success)}, "
-        f"null rate {fmt(key.null.rate)} ({key.null.method}) → {output}, key {key_path} (keep it secret)"))
+        f"null rate {fmt(key.null.rate)} ({key.null.method}) → {output}, key {key_path} (keep it secret)\n"
+        f"commitment {payload['commitment']}: publish it before releasing the model; "
+        "`wmtool verify --commitment` then refuses any other key"))

@@ -22,6 +22,8 @@ def verify(
     queries: Annotated[int | None, typer.Option("--queries", help="Use at most this many watermark queries.")] = None,
     expect_marked: Annotated[bool, typer.Option(
         "--expect-marked", help="Also require the suspect file to be the marked model itself (sha256).")] = False,
+    published: Annotated[str | None, typer.Option(
+        "--commitment", help="The commitment published at embedding time: refuse a key that does not match it.")] = None,
     arch: ArchOpt = None,
     arch_args: ArchArgsOpt = None,
     input_range: InputRangeOpt = None,
@@ -37,7 +39,7 @@ def verify(
 
     An ONNX suspect without wmtool metadata is fed with the key's preprocessing unless flags say otherwise.
     """
-    from wmtool.keys import load_key
+    from wmtool.keys import commitment, load_key
     from wmtool.model_card import ModelCard
     from wmtool.models import file_sha256
     from wmtool.stats import queries_needed
@@ -45,6 +47,9 @@ def verify(
 
     run = Run(json_out, quiet, device, seed)
     owner_key = load_key(key)
+    if published is not None and commitment(owner_key) != published.strip().lower():
+        raise UserError(f"{key} does not match the published commitment {published} (it is "
+                        f"{commitment(owner_key)}): a key made or changed after publication proves nothing")
     task = ModelCard("", owner_key.task.input_shape, owner_key.task.num_classes,
                      preprocessing=owner_key.task.preprocessing, classes=owner_key.task.classes)
     model = open_suspect(run, str(suspect), arch=arch, arch_args=parse_arch_args(arch_args), task=task,

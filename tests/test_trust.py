@@ -1,0 +1,144 @@
+"""Trust: commitments, forged keys, determinism, interrupted writes."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from wmtool.keys import commitment, load_key, save_key
+
+TINY = {  # each scheme with settings that train in seconds on digits
+    "backdoor": ("--epochs", 1),
+    "ewe": ("--epochs", 1, "--clean-epochs", 1, "--fgsm-rounds", 1),
+    "lsb": (),
+    "sign": ("--epochs", 1),
+    "correlation": ("--epochs", 1),
+    "uchida": ("--epochs", 1),
+    "capacity": ("--epochs", 1, "--carriers", 50),
+    "ingrain": ("--epochs", 1, "--carriers", 50, "--ingrainer-epochs", 2),
+}
+MLP_SCHEMES = {"lsb", "sign", "correlation", "uchida", "capacity", "ingrain"}
+
+
+def _adversarial(model_path, target: int, count: int = 60) -> np.ndarray:
+    """Digits the clean model labels ``target`` after FGSM steps: what a forger would 'find' afterwards."""
+    import torch
+
+    from wmtool.data import load_dataset
+    from wmtool.models import load_model
+    from wmtool.plugins import get_registry
+
+    model = load_model(model_path, get_registry()).eval()
+    data = load_dataset("digits", "test", seed=0)
+    x = torch.from_numpy(data.x[data.y != target][:count]).requires_grad_(True)
+    for _ in range(40):
+        loss = torch.nn.functional.cross_entropy(model(x), torch.full((len(x),), target))
+        (grad,) = torch.autograd.grad(loss, x)
+        x = (x - 0.02 * grad.sign()).clamp(0, 1).detach().requires_grad_(True)
+    return x.detach().numpy()
+
+
+def test_commitment_published_at_embedding_refuses_a_forged_key(cli, digits_models, tmp_path):
+    marked, key_path, clean = digits_models["marked"], digits_models["key"], digits_models["clean"]
+    original = load_key(key_path)
+    published = commitment(original)
+    assert cli.json("verify", "--key", key_path, marked, "--commitment", published)["claimed"]
+
+    # a forger's key: adversarial examples of a clean model, all labelled 7, for the clean model
+    inputs = _adversarial(clean, target=7)
+    forged = dataclasses.replace(original, arrays={"inputs": inputs, "labels": np.full(len(inputs), 7)},
+                                 model_sha256="0" * 64)
+    forged_path = tmp_path / "forged.key.json"
+    save_key(forged, forged_path)
+    without = cli.json("verify", "--key", forged_path, clean, expect=None)
+    assert without["claimed"]  # without a commitment the forgery would work: the check below matters
+    refused = cli("verify", "--key", forged_path, clean, "--commitment", published, expect=2)
+    assert "does not match the published commitment" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+
+
+def test_embed_reports_the_keys_commitment(cli, digits_models, tmp_path):
+    out, key = tmp_path / "m.safetensors", tmp_path / "m.key.json"
+    report = cli.json("embed", "--scheme", "backdoor", digits_models["clean"], "--data", "digits", "-o", out,
+                      "--key-out", key, "--epochs", 1)
+    assert report["commitment"] == commitment(load_key(key))
+    assert len(report["commitment"]) == 64
+
+
+@pytest.mark.parametrize("scheme", ["ingrain", "sign"])
+def test_swapped_seeded_watermark_is_refused(cli, digits_models, tmp_path, scheme):
+    out, key_path = tmp_path / "m.safetensors", tmp_path / "m.key.json"
+    cli("embed", "--scheme", scheme, "--arch", "mlp", "--arch-args", '{"width": 64}', "--data", "digits", "-o", out,
+        "--key-out", key_path, *TINY[scheme])
+    key = load_key(key_path)
+    cli("verify", "--key", key_path, out, expect=None)  # the genuine key is accepted (claimed or not)
+    arrays = dict(key.arrays)
+    if scheme == "ingrain":
+        arrays["inputs"] = _adversarial(digits_models["clean"], target=3, count=len(arrays["inputs"]))
+        arrays["labels"] = np.full(len(arrays["inputs"]), 3)
+    else:
+        arrays["bits"] = 1 - arrays["bits"]
+    save_key(dataclasses.replace(key, arrays=arrays), key_path)
+    refused = cli("verify", "--key", key_path, out, expect=2)
+    assert "is not what its seed generates" in refused.stderr
+
+
+@pytest.mark.parametrize("scheme", sorted(TINY))
+def test_same_seed_same_key_and_model(cli, tmp_path, digits_models, scheme):
+    source = ("--arch", "mlp", "--arch-args", '{"width": 64}') if scheme in MLP_SCHEMES \
+        else (digits_models["clean"],)
+    results = []
+    for run in (1, 2):
+        out, key = tmp_path / f"{run}.safetensors", tmp_path / f"{run}.key.json"
+        report = cli.json("embed", "--scheme", scheme, *source, "--data", "digits", "-o", out, "--key-out", key,
+                          "--seed", 3, *TINY[scheme])
+        results.append((report["sha256"], report["commitment"]))
+    assert results[0] == results[1]
+
+
+def _embed_process(tmp_path, *extra: str) -> subprocess.Popen:
+    command = [sys.executable, "-m", "wmtool", "embed", "--scheme", "backdoor", "--arch", "ewe-cnn", "--data",
+               "digits", "-o", str(tmp_path / "out.safetensors"), "--key-out", str(tmp_path / "out.key.json"),
+               "--clean-epochs", "200", "--epochs", "1", "--quiet", *extra]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
+
+
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
+def test_killed_embed_leaves_no_file(tmp_path, how):
+    process = _embed_process(tmp_path)
+    time.sleep(6)  # well into training
+    assert process.poll() is None
+    process.send_signal(how)
+    process.wait(timeout=60)
+    assert sorted(os.listdir(tmp_path)) == []
+
+
+def test_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
+    from wmtool import atomic
+
+    target = tmp_path / "model.safetensors"
+    target.write_bytes(b"old")
+
+    def broken_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(atomic.os, "replace", broken_replace)
+    with pytest.raises(OSError):
+        atomic.write_atomic(target, b"new and longer")
+    assert target.read_bytes() == b"old" and sorted(os.listdir(tmp_path)) == ["model.safetensors"]
+
+
+def test_key_is_private_and_verify_output_holds_no_secret(cli, digits_models):
+    key_path = digits_models["key"]
+    assert os.stat(key_path).st_mode & 0o077 == 0
+    output = cli("verify", "--key", key_path, digits_models["marked"], "--json").stdout
+    key = load_key(key_path)
+    assert "zlib_base64" not in output and "inputs" not in output
+    assert str(key.arrays["labels"].tolist()) not in output
