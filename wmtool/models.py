@@ -260,4 +260,8 @@ def _load_state(net: nn.Module, tensors: dict[str, torch.Tensor], path: Path, ar
         problems.append("shape mismatch " + ", ".join(mismatched))
     if problems:
         raise UserError(f"{path}: tensors do not fit architecture {arch}: " + "; ".join(problems))
+    broken = sorted(name for name, tensor in tensors.items()
+                    if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()))
+    if broken:
+        raise UserError(f"{path}: tensors hold NaN or infinite values: {', '.join(broken)}")
     net.load_state_dict(tensors, strict=True)
