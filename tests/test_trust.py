@@ -142,3 +142,27 @@ def test_key_is_private_and_verify_output_holds_no_secret(cli, digits_models):
     key = load_key(key_path)
     assert "zlib_base64" not in output and "inputs" not in output
     assert str(key.arrays["labels"].tolist()) not in output
+
+
+def test_calibrate_stores_the_reference_null_rate_and_verify_uses_the_larger(cli, digits_models, tmp_path):
+    import shutil
+
+    from wmtool.models import file_sha256
+
+    key_path = tmp_path / "key.json"
+    shutil.copy(digits_models["key"], key_path)
+    before = load_key(key_path)
+    # a reference that answers the watermark often: the marked model's fine-tuned copy stands in for an
+    # unlucky reference, so the calibrated rate must exceed the default
+    leaky = tmp_path / "leaky.safetensors"
+    cli("attack", "finetune", digits_models["marked"], "--data", "digits", "-o", leaky, "--epochs", 1)
+    report = cli.json("calibrate", "--key", key_path, digits_models["clean"], leaky)
+    after = load_key(key_path)
+    assert [m["sha256"] for m in after.calibration["models"]] == [file_sha256(digits_models["clean"]),
+                                                                  file_sha256(leaky)]
+    assert report["rate"] > before.null.rate and after.null_rate() == report["rate"]
+    assert commitment(after) == commitment(before)  # calibration does not change the claim
+    verdict = cli.json("verify", "--key", key_path, digits_models["marked"], expect=None)
+    assert verdict["null_rate"] == pytest.approx(report["rate"])
+    refused = cli("calibrate", "--key", key_path, digits_models["marked"], expect=2)
+    assert "is the marked model itself" in refused.stderr

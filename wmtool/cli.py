@@ -49,12 +49,14 @@ app = typer.Typer(
 
 
 def _register_commands() -> None:
-    from wmtool.commands import accuracy, attack, convert, demo, embed, inspect, plugin_list, train, verify
+    from wmtool.commands import (accuracy, attack, calibrate, convert, demo, embed, inspect, plugin_list, train,
+                                 verify)
 
     app.command("train")(train.train)
     app.command("embed", cls=embed.EmbedCommand)(embed.embed)
     app.command("attack", cls=attack.AttackCommand)(attack.attack)
     app.command("verify")(verify.verify)
+    app.command("calibrate")(calibrate.calibrate)
     app.command("accuracy")(accuracy.accuracy)
     app.command("inspect")(inspect.inspect)
     app.command("convert")(convert.convert)

@@ -111,6 +111,13 @@ class Key:
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     tool_version: str = __version__
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    calibration: dict[str, Any] | None = None
+    """Set by ``wmtool calibrate``: the null rate measured on reference models known not to carry the
+    watermark (``rate``: its Clopper–Pearson upper bound), with the models' sha256."""
+
+    def null_rate(self) -> float:
+        """The null rate the ownership test uses: the larger of the default and the calibrated one."""
+        return max(self.null.rate, float(self.calibration["rate"])) if self.calibration else self.null.rate
 
     def array(self, name: str) -> np.ndarray:
         """A named array of the key, or a :class:`UserError` when the key lacks it."""
@@ -177,6 +184,7 @@ def key_to_json(key: Key) -> dict[str, Any]:
         "scheme": key.scheme, "verifier": key.verifier, "params": key.params, "task": key.task.to_json(),
         "arrays": {name: encode_array(array) for name, array in key.arrays.items()},
         "null": key.null.to_json(), "model_sha256": key.model_sha256,
+        **({"calibration": key.calibration} if key.calibration else {}),
     }
     return {**body, "checksum": _checksum(body)}
 
@@ -199,6 +207,14 @@ def load_key(path: str | Path) -> Key:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UserError(f"{path}: not a key file (invalid JSON: {exc})") from None
     return key_from_json(doc, str(path))
+
+
+def _calibration(doc: Any, source: str) -> dict[str, Any] | None:
+    if doc is None:
+        return None
+    if not isinstance(doc, dict) or not isinstance(doc.get("rate"), (int, float)) or not 0 <= doc["rate"] <= 1:
+        raise UserError(f"{source}: malformed calibration (needs a rate in [0, 1])")
+    return dict(doc)
 
 
 def key_from_json(doc: Any, source: str = "key") -> Key:
@@ -224,7 +240,8 @@ def key_from_json(doc: Any, source: str = "key") -> Key:
         key = Key(scheme=str(doc["scheme"]), verifier=str(doc["verifier"]), params=dict(doc["params"]),
                   task=task, null=null, model_sha256=str(doc["model_sha256"]),
                   arrays={str(name): decode_array(name, data) for name, data in dict(doc["arrays"]).items()},
-                  tool_version=str(doc["tool_version"]), created=str(doc["created"]))
+                  tool_version=str(doc["tool_version"]), created=str(doc["created"]),
+                  calibration=_calibration(doc.get("calibration"), source))
     except UserError:
         raise
     except (KeyError, TypeError, ValueError) as exc:

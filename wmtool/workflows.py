@@ -139,19 +139,45 @@ def check_regenerates(run: Run, key: Key) -> None:
                             "proves nothing; refusing")
 
 
+def check_suspect(key: Key, suspect: Predictor, what: str) -> None:
+    """Refuse a model whose input shape or class count differs from the key's task."""
+    if tuple(suspect.card.input_shape) != tuple(key.task.input_shape):
+        raise UserError(f"{what} takes inputs of shape {tuple(suspect.card.input_shape)}, "
+                        f"the key's task has {tuple(key.task.input_shape)}")
+    if suspect.card.num_classes != key.task.num_classes:
+        raise UserError(f"{what} has {suspect.card.num_classes} classes, the key's task has {key.task.num_classes}")
+
+
+def calibrate_key(run: Run, key: Key, references: list[tuple[str, Predictor, str]],
+                  confidence: float = 0.99) -> dict[str, Any]:
+    """Measure the key's null rate on reference models known not to carry its watermark: each model's
+    successes on the key's verifier, pooled; the rate kept is their Clopper–Pearson upper bound."""
+    from wmtool.stats import clopper_pearson_upper
+
+    models, successes, trials = [], 0, 0
+    verifier = run.registry.get("verifier", key.verifier)
+    for path, suspect, sha256 in references:
+        if sha256 == key.model_sha256:
+            raise UserError(f"{path} is the marked model itself, not a reference model")
+        check_suspect(key, suspect, path)
+        evidence = verifier.verify(VerifyJob(key, suspect, resolve(verifier.options, {}, key.verifier), None))
+        models.append({"path": path, "sha256": sha256, "successes": evidence.successes, "trials": evidence.trials})
+        successes, trials = successes + evidence.successes, trials + evidence.trials
+    rate = clopper_pearson_upper(successes, trials, confidence)
+    return {"rate": rate, "observed": successes / trials if trials else None, "successes": successes,
+            "trials": trials, "confidence": confidence, "models": models}
+
+
 def verify_suspect(run: Run, key: Key, suspect: Predictor, *, alpha: float, test: str,
                    queries: int | None, given: dict[str, Any] | None = None) -> tuple[OwnershipResult, dict]:
     """Gather the key's verifier's evidence from ``suspect`` and run the ownership test on it."""
-    if tuple(suspect.card.input_shape) != tuple(key.task.input_shape):
-        raise UserError(f"the suspect takes inputs of shape {tuple(suspect.card.input_shape)}, "
-                        f"the key's task has {tuple(key.task.input_shape)}")
-    if suspect.card.num_classes != key.task.num_classes:
-        raise UserError(f"the suspect has {suspect.card.num_classes} classes, the key's task has {key.task.num_classes}")
+    check_suspect(key, suspect, "the suspect")
     if queries is not None and queries < 1:
         raise UserError(f"--queries must be positive, got {queries}")
     check_regenerates(run, key)
     verifier = run.registry.get("verifier", key.verifier)
     params = resolve(verifier.options, given or {}, f"verifier {key.verifier}")
     evidence = verifier.verify(VerifyJob(key, suspect, params, queries))
-    result = ownership_test(evidence.successes, evidence.trials, evidence.null_rate, alpha=alpha, test=test)
+    null_rate = max(evidence.null_rate, key.null_rate())
+    result = ownership_test(evidence.successes, evidence.trials, null_rate, alpha=alpha, test=test)
     return result, evidence.details

@@ -1,0 +1,54 @@
+"""``wmtool calibrate``: measure a key's null rate on models known not to carry its watermark."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from wmtool.commands.common import (DeviceOpt, InputRangeOpt, JsonOpt, LayoutOpt, MeanOpt, QuietOpt, SeedOpt, StdOpt,
+                                    emit, fmt, preprocessing_flags)
+from wmtool.run import Run
+
+
+def calibrate(
+    references: Annotated[list[Path], typer.Argument(help="Models known NOT to carry the watermark (.safetensors/.onnx).")],
+    key: Annotated[Path, typer.Option("--key", help="The key to calibrate (rewritten in place, atomically).")],
+    input_range: InputRangeOpt = None,
+    mean: MeanOpt = None,
+    std: StdOpt = None,
+    layout: LayoutOpt = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    device: DeviceOpt = "auto",
+    seed: SeedOpt = 0,
+) -> None:
+    """Measure the key's null rate on reference models and store it, with their sha256, in the key.
+
+    The rate stored is the 99% Clopper–Pearson upper bound of the references' pooled watermark success;
+    `verify` then tests against the larger of it and the key's default null rate (as the
+    Watermark-Robustness-Toolbox calibrates its decision thresholds on unmarked models).
+    """
+    from wmtool.keys import load_key, save_key
+    from wmtool.model_card import ModelCard
+    from wmtool.models import file_sha256
+    from wmtool.workflows import calibrate_key, open_suspect
+
+    run = Run(json_out, quiet, device, seed)
+    owner_key = load_key(key)
+    task = ModelCard("", owner_key.task.input_shape, owner_key.task.num_classes,
+                     preprocessing=owner_key.task.preprocessing, classes=owner_key.task.classes)
+    flags = preprocessing_flags(input_range, mean, std, layout)
+    opened = [(str(path), open_suspect(run, str(path), task=task, preprocessing=flags), file_sha256(path))
+              for path in references]
+    calibration = calibrate_key(run, owner_key, opened)
+    updated = dataclasses.replace(owner_key, calibration=calibration)
+    save_key(updated, key)
+    payload = {"key": str(key), **calibration, "default_null_rate": owner_key.null.rate,
+               "null_rate_used": updated.null_rate()}
+    emit(run, payload, lambda out: out.print(
+        f"calibrated on {len(opened)} reference models: {calibration['successes']}/{calibration['trials']} "
+        f"watermark answers (observed {fmt(calibration['observed'])}, 99% upper bound {fmt(calibration['rate'])}); "
+        f"verify now tests against null rate {fmt(updated.null_rate())} → {key}"))
