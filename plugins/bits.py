@@ -3,13 +3,18 @@
 Reads the key's tensor from the suspect (safetensors parameters or ONNX initializers, by name or by a
 shape only it has), decodes the bits the way the key's scheme wrote them, and weighs the matching bits
 against chance (1/2) with the core's test. Reports raw and normalised (ingrain §5.4) bit accuracy.
+
+Chance is an exact null here, so the test alone would claim 1% of unrelated models at α = 0.01 (one did
+in benchmarks/false_claims.py: 52.2% of 3,000 bits, p = 0.008). A claim therefore also needs a bit
+accuracy of at least ``min_accuracy`` (0.55: unrelated models sit at 0.5 ± 0.01 over 3,000 bits; a
+marked model kept 0.64 even after pruning).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from wmtool.api import Evidence, UserError, Verifier, VerifyJob, find_tensor, hookimpl, parameter_arrays
+from wmtool.api import Evidence, Option, UserError, Verifier, VerifyJob, find_tensor, hookimpl, parameter_arrays
 
 WMTOOL_API_VERSION = 1
 
@@ -40,10 +45,12 @@ def verify(job: VerifyJob) -> Evidence:
     matches = int(np.sum(found == expected))
     accuracy = matches / len(expected)
     return Evidence(matches, len(expected), 0.5, {"bit_accuracy": accuracy,
-                                                   "normalised": max((accuracy - 0.5) / 0.5, 0.0)})
+                                                   "normalised": max((accuracy - 0.5) / 0.5, 0.0)},
+                    min_success_rate=job.params["min_accuracy"])
 
 
 @hookimpl
 def register_verifiers(register):
     """Register the ``bits`` verifier."""
-    register(Verifier("bits", "white-box: decode the key's bits from the suspect's parameters", verify))
+    register(Verifier("bits", "white-box: decode the key's bits from the suspect's parameters", verify,
+                      (Option("min_accuracy", float, 0.55, "no claim below this bit accuracy", min=0.5, max=1.0),)))

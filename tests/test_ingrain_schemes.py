@@ -130,3 +130,26 @@ def test_carriers_are_seeded_images_in_range(kind):
     if kind == "random-walk":  # a walk of H·W steps from the centre touches a connected blob of pixels
         touched = (first > 0).reshape(20, -1).sum(1)
         assert (touched > 28).all() and (touched < 28 * 28 / 2).all()
+
+
+def test_bits_claim_needs_the_minimum_accuracy_as_well_as_significance(cli, mlps, tmp_path):
+    """53% of 3,000 bits is significant (p ≈ 5e-4) but below the 0.55 decision threshold: no claim."""
+    import dataclasses
+
+    from safetensors.numpy import load_file
+
+    from wmtool.keys import load_key, save_key
+
+    _, (clean, _) = mlps
+    marked, key_path = tmp_path / "sign.safetensors", tmp_path / "sign.json"
+    cli("embed", "--scheme", "sign", clean, "--data", "digits", "-o", marked, "--key-out", key_path, "--epochs", 1)
+    key = load_key(key_path)
+    weight = load_file(str(clean))[key.params["tensor"]]
+    found = (weight.reshape(-1)[key.array("positions")] > 0).astype(np.uint8)
+    bits = found.copy()
+    bits[: round(0.47 * len(bits))] ^= 1  # 53% agree with the clean model's signs
+    params = {k: v for k, v in key.params.items() if k != "seed"}  # a key without a seed is not regenerated
+    save_key(dataclasses.replace(key, params=params, arrays={**key.arrays, "bits": bits}), key_path)
+    verdict = cli.json("verify", "--key", key_path, clean, expect=1)
+    assert verdict["p_value"] < 0.01 and verdict["success_rate"] == pytest.approx(0.53, abs=0.001)
+    assert not verdict["claimed"]

@@ -91,3 +91,6 @@ class Evidence:
     trials: int
     null_rate: float
     details: dict[str, Any] = field(default_factory=dict)
+    min_success_rate: float | None = None
+    """A decision threshold besides the test: no claim below this success rate, however small p is (for
+    verifiers with thousands of trials, where a significant but tiny excess over the null means nothing)."""

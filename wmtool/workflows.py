@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -180,4 +181,6 @@ def verify_suspect(run: Run, key: Key, suspect: Predictor, *, alpha: float, test
     evidence = verifier.verify(VerifyJob(key, suspect, params, queries))
     null_rate = max(evidence.null_rate, key.null_rate())
     result = ownership_test(evidence.successes, evidence.trials, null_rate, alpha=alpha, test=test)
+    if evidence.min_success_rate is not None and result.success_rate < evidence.min_success_rate:
+        result = dataclasses.replace(result, claimed=False)
     return result, evidence.details
