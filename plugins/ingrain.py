@@ -43,8 +43,7 @@ def carrier_set(kind: str, count: int, input_shape: tuple[int, ...], num_classes
 
 
 def job_carriers(job: EmbedJob) -> tuple[np.ndarray, np.ndarray]:
-    """The carrier set of an embedding job (its seed recorded in the key's parameters)."""
-    job.params["seed"] = job.seed
+    """The carrier set of an embedding job, drawn from the job's seed."""
     card = job.model.card
     return carrier_set(job.params["carrier"], job.params["carriers"], card.input_shape, card.num_classes, job.seed)
 
@@ -115,7 +114,7 @@ def embed_ingrain(job: EmbedJob) -> EmbedOutcome:
     soft = ingrainer_outputs(job, inputs, labels) if p["strength"] else None
     algorithm2(job, inputs, labels, soft, p["strength"], p["temperature"])
     return EmbedOutcome(job.model, {"inputs": inputs, "labels": labels},
-                        NullRate.chance(job.model.card.num_classes), dict(p))
+                        NullRate.chance(job.model.card.num_classes), {**p, "seed": job.seed})
 
 
 def embed_capacity(job: EmbedJob) -> EmbedOutcome:
@@ -123,7 +122,7 @@ def embed_capacity(job: EmbedJob) -> EmbedOutcome:
     inputs, labels = job_carriers(job)
     algorithm2(job, inputs, labels, None, 0.0, 1.0)
     return EmbedOutcome(job.model, {"inputs": inputs, "labels": labels},
-                        NullRate.chance(job.model.card.num_classes), dict(job.params))
+                        NullRate.chance(job.model.card.num_classes), {**job.params, "seed": job.seed})
 
 
 @hookimpl

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from wmtool.api import (Embedder, EmbedJob, EmbedOutcome, Option, PENALTY_OPTIONS, bits_outcome, choose_bits,
-                        fit_supervised, hookimpl, regenerate_bits)
+                        clean_training, hookimpl, regenerate_bits)
 
 WMTOOL_API_VERSION = 1
 
@@ -19,11 +19,7 @@ def embed(job: EmbedJob) -> EmbedOutcome:
     """Train plainly when the model is fresh, then overwrite the chosen parameters' lowest mantissa bits."""
     import torch
 
-    p, model = job.params, job.model
-    if not job.pretrained and p["clean_epochs"]:
-        fit_supervised(model, job.data.x, job.data.y, epochs=p["clean_epochs"], batch_size=p["batch_size"],
-                       lr=p["lr"], optimizer=p["optimizer"], seed=job.seed, progress=job.progress,
-                       description="clean training")
+    clean_training(job)
     name, parameter, positions, bits = choose_bits(job, np.random.default_rng(job.seed))
     with torch.no_grad():
         flat = parameter.data.view(-1).view(torch.int32)

@@ -15,7 +15,7 @@ from wmtool.keys import Key, NullRate, Task
 from wmtool.model_card import ModelCard
 from wmtool.models import Classifier, build_model, fresh_model_for
 from wmtool.options import Option, json_object, resolve
-from wmtool.parameters import (PENALTY_OPTIONS, bit_positions, bits_outcome, choose_bits, find_tensor,
+from wmtool.parameters import (PENALTY_OPTIONS, bit_positions, bits_outcome, choose_bits, clean_training, find_tensor,
                                largest_weight, named_parameter, parameter_arrays, regenerate_bits,
                                train_with_penalty)
 from wmtool.preprocessing import Preprocessing
@@ -27,7 +27,7 @@ from wmtool.watermarks import (CARRIERS, POSITIONS, carrier_images, default_trig
                                pick_class, reference_null_rate, stamp, trigger_corner)
 
 __all__ = [
-    "API_VERSION", "CARRIERS", "PENALTY_OPTIONS", "bit_positions", "bits_outcome", "regenerate_bits", "choose_bits", "carrier_images", "find_tensor",
+    "API_VERSION", "CARRIERS", "PENALTY_OPTIONS", "bit_positions", "bits_outcome", "clean_training", "regenerate_bits", "choose_bits", "carrier_images", "find_tensor",
     "largest_weight", "named_parameter", "parameter_arrays", "train_with_penalty", "Architecture", "Attack", "AttackJob", "AttackOutcome", "Classifier", "Dataset", "EmbedJob",
     "EmbedOutcome", "Embedder", "Evidence", "Key", "ModelCard", "NullRate", "Option", "POSITIONS", "Predictor",
     "Preprocessing", "Progress", "Task", "UserError", "Verifier", "VerifyJob", "accuracy", "batches",

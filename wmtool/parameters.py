@@ -83,15 +83,24 @@ def bit_positions(size: int, count: int, rng: np.random.Generator) -> np.ndarray
 
 def train_with_penalty(job: Any, parameter: Any, penalty: Any, description: str) -> None:
     """Plain training first when the model is fresh, then cross-entropy plus ``penalty(parameter)``."""
-    from wmtool.training import cross_entropy, fit_supervised
+    from wmtool.training import cross_entropy
 
-    p, data = job.params, job.data
-    common = {"batch_size": p["batch_size"], "lr": p["lr"], "seed": job.seed, "optimizer": p["optimizer"],
-              "progress": job.progress}
-    if not job.pretrained and p["clean_epochs"]:
-        fit_supervised(job.model, data.x, data.y, epochs=p["clean_epochs"], description="clean training", **common)
-    fit_supervised(job.model, data.x, data.y, epochs=p["epochs"], description=description,
-                   loss=lambda net, batch: cross_entropy(net, batch) + penalty(parameter), **common)
+    clean_training(job)
+    _fit(job, job.params["epochs"], description, loss=lambda net, batch: cross_entropy(net, batch) + penalty(parameter))
+
+
+def clean_training(job: Any) -> None:
+    """Plain training for ``--clean-epochs`` when the job's model is fresh (not when it is pretrained)."""
+    if not job.pretrained and job.params["clean_epochs"]:
+        _fit(job, job.params["clean_epochs"], "clean training")
+
+
+def _fit(job: Any, epochs: int, description: str, **extra: Any) -> None:
+    from wmtool.training import fit_supervised
+
+    p = job.params
+    fit_supervised(job.model, job.data.x, job.data.y, epochs=epochs, batch_size=p["batch_size"], lr=p["lr"],
+                   seed=job.seed, optimizer=p["optimizer"], progress=job.progress, description=description, **extra)
 
 
 def choose_bits(job: Any, rng: np.random.Generator, positions: bool = True) -> tuple[str, Any, np.ndarray, np.ndarray]:

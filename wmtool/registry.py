@@ -100,7 +100,9 @@ class Registry:
 
     def layers_of(self, arch: str) -> tuple[str, ...]:
         """The default layers to watermark of a registered architecture; none for code (``file.py:Factory``)."""
-        return () if ":" in arch else tuple(self.get("architecture", arch).layers)
+        from wmtool.user_code import is_code_spec
+
+        return () if is_code_spec(arch) else tuple(self.get("architecture", arch).layers)
 
     def get(self, kind: Kind, name: str) -> Any:
         """The registered object of ``kind`` called ``name``, or a :class:`UserError` listing the known ones."""
