@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import SHARED
 from wmtool.errors import UserError
 from wmtool.keys import _checksum, key_from_json, key_to_json, load_key
 from wmtool.models import read_header
@@ -122,11 +123,29 @@ def test_model_files_truncated_or_flipped_end_in_one_line(cli, digits_models, tm
 @FUZZ
 @given(raw=st.binary(max_size=1024))
 def test_onnx_loader_random_bytes(tmp_path_factory, raw):
-    from wmtool.onnx_io import read_onnx
+    from wmtool.onnx_io import read_onnx, read_onnx_graph
 
     path = tmp_path_factory.mktemp("o") / "m.onnx"
     path.write_bytes(raw)
     _outcome(lambda: read_onnx(path))
+    _outcome(lambda: read_onnx_graph(path))
+
+
+@FUZZ
+@given(cut=st.integers(0, 10**7), flip=st.integers(0, 10**7))
+def test_onnx_weightless_reader_on_damaged_real_models(tmp_path_factory, cut, flip):
+    """Truncated or bit-flipped copies of a real ONNX model through the weightless reader and onnxruntime:
+    either it works or one clear error."""
+    from wmtool.models import open_predictor
+    from wmtool.plugins import get_registry
+
+    raw = bytearray((SHARED / "models" / "mnist-8.onnx").read_bytes())
+    raw = raw[:cut % (len(raw) + 1)]
+    if raw:
+        raw[flip % len(raw)] ^= 0xFF
+    path = tmp_path_factory.mktemp("o") / "m.onnx"
+    path.write_bytes(bytes(raw))
+    _outcome(lambda: open_predictor(path, get_registry(), device="cpu").predict(np.zeros((1, 1, 28, 28), np.float32)))
 
 
 @FUZZ

@@ -311,3 +311,55 @@ def test_models_that_output_probabilities(tmp_path):
     expected = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
     np.testing.assert_allclose(predictor.predict_logits(x), expected, atol=1e-5)
     assert predictor.outputs_probabilities and (predictor.predict(x) == logits.argmax(1)).all()
+
+
+@pytest.mark.parametrize("name", ["mnist-8.onnx", "cifar10-resnet20.onnx"])
+def test_weightless_reading_keeps_the_graph_and_answers_alike(tmp_path, name):
+    """The graph read without its weights names the same initializers (dtype, shape) as onnx.load, holds far
+    only the small tensors' bytes, and onnxruntime fed the weightless form (reading the weights from the file
+    itself) answers exactly as with the full model."""
+    from wmtool.onnx_io import OnnxPredictor, card_of, read_onnx, read_onnx_graph
+    from wmtool.onnx_wire import INLINE_LIMIT
+    from wmtool.preprocessing import Preprocessing
+
+    path = SHARED / "models" / name
+    full = read_onnx(path)
+    weightless, serialized = read_onnx_graph(path)
+    assert [(t.name, t.data_type, list(t.dims)) for t in weightless.graph.initializer] == \
+        [(t.name, t.data_type, list(t.dims)) for t in full.graph.initializer]
+    large = sum(len(t.raw_data) for t in full.graph.initializer if len(t.raw_data) >= INLINE_LIMIT)
+    assert len(serialized) <= path.stat().st_size - large + 100 * len(full.graph.initializer)
+    card = card_of(full, path, preprocessing=Preprocessing())
+    x = RNG.random((2, *card.input_shape), dtype=np.float32)
+    lean = OnnxPredictor(path, weightless, card, serialized=serialized)
+    np.testing.assert_array_equal(lean.predict_logits(x), OnnxPredictor(path, full, card).predict_logits(x))
+
+
+def test_weightless_reading_refuses_an_initializer_shorter_than_its_shape(tmp_path):
+    from wmtool.onnx_io import read_onnx_graph
+
+    w = f32(16, 3000)  # large enough to be read in place
+    model = graph([N("Flatten", ["x"], ["f"]), N("MatMul", ["f", "w"], ["y"])], {"x": [None, 1, 4, 4]},
+                  [None, 3000], 13, [("w", w)])
+    model.graph.initializer[0].dims[1] = 3001
+    path = tmp_path / "short.onnx"
+    path.write_bytes(model.SerializeToString())
+    with pytest.raises(UserError, match="initializer w holds 192000 bytes"):
+        read_onnx_graph(path)
+
+
+def test_a_float16_safetensors_file_loads_into_a_float32_architecture(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    torch.manual_seed(0)
+    model = build_model(get_registry(), ModelCard("mlp", (1, 8, 8), 10, {"width": 16}))
+    path = tmp_path / "m.safetensors"
+    save_model(model, path)
+    half = {k: v.half() for k, v in load_file(str(path)).items()}
+    from wmtool.models import read_header
+
+    save_file(half, str(tmp_path / "h.safetensors"), metadata=read_header(path)[1])
+    loaded = load_model(tmp_path / "h.safetensors", get_registry())
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    x = torch.rand(4, 1, 8, 8)
+    torch.testing.assert_close(loaded.eval()(x), model.eval()(x), atol=2e-2, rtol=0)

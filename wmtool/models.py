@@ -121,7 +121,7 @@ def _check_rebuildable(card: ModelCard, tensors: dict[str, torch.Tensor], path: 
     from wmtool.plugins import get_registry
 
     try:
-        expected = build_model(get_registry(), card).net.state_dict()
+        expected = _build_without_storage(get_registry(), card).net.state_dict()
     except UserError:
         expected = {}
     if {k: tuple(v.shape) for k, v in expected.items()} != {k: tuple(v.shape) for k, v in tensors.items()}:
@@ -214,15 +214,13 @@ def load_model(path: str | Path, registry: Registry, *, arch: str | None = None,
         if task is None:
             raise UserError(f"{path}: with --arch, the task (input shape, classes) must come from --data")
         card = dataclasses.replace(task, arch=arch, arch_args=dict(arch_args or {}), code_sha256=None)
-    model = build_model(registry, card)
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError) as exc:
-        raise UserError(f"{path}: unreadable safetensors file ({exc})") from None
-    _load_state(model.net, tensors, path, card.arch)
+    model = _build_without_storage(registry, card)
+    tensors = _read_tensors(path)
+    _check_state(model.net, tensors, path, card.arch)
+    model.net.load_state_dict(_cast_like(model.net.state_dict(), tensors), strict=True, assign=True)
+    if any(t.is_meta for t in [*model.net.parameters(), *model.net.buffers()]):  # buffers outside the file
+        model = build_model(registry, card)
+        model.net.load_state_dict(tensors, strict=True)
     if preprocessing is not None:
         model.card = dataclasses.replace(model.card, preprocessing=preprocessing)
     return model
@@ -234,16 +232,52 @@ def open_predictor(path: str | Path, registry: Registry, *, device: str, arch: s
     """A model to query black-box: ONNX through onnxruntime, safetensors as a torch module in eval mode."""
     path = check_readable(path)
     if path.suffix.lower() == ".onnx":
-        from wmtool.onnx_io import OnnxPredictor, card_of, read_onnx
+        from wmtool.onnx_io import OnnxPredictor, card_of, read_onnx_graph
 
-        proto = read_onnx(path)
-        return OnnxPredictor(path, proto, card_of(proto, path, preprocessing=preprocessing, task=task), device)
+        proto, serialized = read_onnx_graph(path)
+        return OnnxPredictor(path, proto, card_of(proto, path, preprocessing=preprocessing, task=task), device,
+                             serialized=serialized)
     model = load_model(path, registry, arch=arch, arch_args=arch_args, task=task, preprocessing=preprocessing)
     return model.to(device).eval()
 
 
-def _load_state(net: nn.Module, tensors: dict[str, torch.Tensor], path: Path, arch: str) -> None:
-    """Load tensors strictly, naming every missing, unexpected or mis-shaped tensor in one error."""
+def _build_without_storage(registry: Registry, card: ModelCard) -> Classifier:
+    """The card's architecture built on the meta device (shapes and dtypes, no memory), so loading a large
+    file costs its size once; architectures that cannot be built there are built normally."""
+    try:
+        with torch.device("meta"):
+            return build_model(registry, card)
+    except UserError:
+        raise
+    except Exception:  # an architecture that computes with its weights at construction time
+        return build_model(registry, card)
+
+
+def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a safetensors file, read once from its memory map."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return {name: handle.get_tensor(name) for name in handle.keys()}
+    except (SafetensorError, OSError) as exc:
+        raise UserError(f"{path}: unreadable safetensors file ({exc})") from None
+
+
+def _cast_like(expected: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The file's tensors in the dtypes the architecture declares (a float16 file into a float32 model)."""
+    return {name: tensor if tensor.dtype == expected[name].dtype else tensor.to(expected[name].dtype)
+            for name, tensor in tensors.items()}
+
+
+def _all_finite(tensor: torch.Tensor, block: int = 2**20) -> bool:
+    """Whether a floating-point tensor holds no NaN or infinity, checked in blocks (bounded extra memory)."""
+    flat = tensor.reshape(-1)
+    return all(bool(torch.isfinite(flat[i:i + block]).all()) for i in range(0, flat.numel(), block))
+
+
+def _check_state(net: nn.Module, tensors: dict[str, torch.Tensor], path: Path, arch: str) -> None:
+    """Name every missing, unexpected or mis-shaped tensor, and any NaN or infinity, in one error."""
     expected = net.state_dict()
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
@@ -260,8 +294,6 @@ def _load_state(net: nn.Module, tensors: dict[str, torch.Tensor], path: Path, ar
         problems.append("shape mismatch " + ", ".join(mismatched))
     if problems:
         raise UserError(f"{path}: tensors do not fit architecture {arch}: " + "; ".join(problems))
-    broken = sorted(name for name, tensor in tensors.items()
-                    if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()))
+    broken = sorted(name for name, tensor in tensors.items() if tensor.is_floating_point() and not _all_finite(tensor))
     if broken:
         raise UserError(f"{path}: tensors hold NaN or infinite values: {', '.join(broken)}")
-    net.load_state_dict(tensors, strict=True)

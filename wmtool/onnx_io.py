@@ -17,6 +17,7 @@ from wmtool.preprocessing import Preprocessing
 EXPORT_OPSET = 17
 PREPARE_BLOCK = 512
 MAX_ONNX_BYTES = 2 * 2**30
+PREPACK_LIMIT = 256 * 2**20  # above this, onnxruntime keeps no second, pre-packed copy of the weights
 
 
 def read_onnx(path: str | Path) -> Any:
@@ -35,6 +36,52 @@ def read_onnx(path: str | Path) -> Any:
     if not model.graph.output:
         raise UserError(f"{path}: the ONNX graph has no output")
     return model
+
+
+def read_onnx_graph(path: str | Path) -> tuple[Any, bytes]:
+    """Parse and check an ONNX file without loading its weights (see :mod:`wmtool.onnx_wire`): the model,
+    whose initializers keep name, dtype and shape, and its serialized form for :class:`OnnxPredictor`."""
+    import onnx
+
+    from wmtool.onnx_wire import read_weightless
+
+    path = Path(path)
+    if path.stat().st_size > MAX_ONNX_BYTES:
+        raise UserError(f"{path}: larger than 2 GiB; wmtool reads single-file ONNX models only")
+    model, data = read_weightless(path)
+    try:
+        onnx.checker.check_model(_structure(model))
+    except Exception as exc:
+        raise UserError(f"{path}: not a valid ONNX model ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
+                        ) from None
+    if not model.graph.output:
+        raise UserError(f"{path}: the ONNX graph has no output")
+    return model, data
+
+
+def _structure(model: Any) -> Any:
+    """A copy of a weightless model for ``onnx.checker``: each initializer's data length checked against its
+    shape, then the initializer declared as a graph input of that type instead (the checker would
+    otherwise read every weight)."""
+    import math
+
+    import onnx
+    from onnx import helper
+
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    declared = {value.name for value in copy.graph.input}
+    for tensor in copy.graph.initializer:
+        stored = {entry.key: entry.value for entry in tensor.external_data}
+        if "length" in stored and tensor.data_type != onnx.TensorProto.STRING:
+            expected = math.prod(tensor.dims) * helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+            if int(stored["length"]) != expected:
+                raise ValueError(f"initializer {tensor.name} holds {stored['length']} bytes, its shape "
+                                 f"{list(tensor.dims)} needs {expected}")
+        if tensor.name not in declared:
+            copy.graph.input.append(helper.make_tensor_value_info(tensor.name, tensor.data_type, tensor.dims))
+    del copy.graph.initializer[:]
+    return copy
 
 
 def _dims(value_info: Any) -> list[int | None]:
@@ -98,13 +145,21 @@ def providers_for(device: str) -> list[str]:
 class OnnxPredictor:
     """A black-box ONNX classifier: canonical images in, logits out, through onnxruntime."""
 
-    def __init__(self, path: str | Path, model: Any, card: ModelCard, device: str = "cpu", batch_size: int = 512):
+    def __init__(self, path: str | Path, model: Any, card: ModelCard, device: str = "cpu", batch_size: int = 512,
+                 serialized: bytes | None = None):
+        """``model`` as parsed; ``serialized``, when given, is its weightless form from :func:`read_onnx_graph`
+        (onnxruntime then reads the weights from ``path`` itself)."""
         import onnxruntime
 
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3
+        if serialized is not None:
+            options.add_session_config_entry("session.model_external_initializers_file_folder_path",
+                                             str(Path(path).resolve().parent))
+            if Path(path).stat().st_size > PREPACK_LIMIT:
+                options.add_session_config_entry("session.disable_prepacking", "1")
         try:
-            self.session = onnxruntime.InferenceSession(model.SerializeToString(), options,
+            self.session = onnxruntime.InferenceSession(serialized or model.SerializeToString(), options,
                                                         providers=providers_for(device))
         except UserError:
             raise

@@ -19,9 +19,12 @@ def parameter_arrays(model: Any) -> dict[str, np.ndarray]:
     ONNX model's initializers, a leading ``net.`` stripped)."""
     proto = getattr(model, "proto", None)
     if proto is not None:
+        from pathlib import Path
+
         from onnx import numpy_helper
 
-        arrays = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
+        folder = str(Path(model.path).resolve().parent)  # a weightless graph's initializers are read from there
+        arrays = {t.name: numpy_helper.to_array(t, folder) for t in proto.graph.initializer}
     elif hasattr(model, "net"):
         arrays = {name: tensor.detach().cpu().numpy() for name, tensor in model.net.state_dict().items()}
     else:

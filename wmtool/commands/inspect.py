@@ -27,9 +27,9 @@ def _onnx_info(path: Path) -> dict[str, Any]:
     from onnx import helper
 
     from wmtool.model_card import METADATA_KEY, ModelCard
-    from wmtool.onnx_io import graph_input, read_onnx
+    from wmtool.onnx_io import graph_input, read_onnx_graph
 
-    model = read_onnx(path)
+    model, _ = read_onnx_graph(path)
 
     def shape(info: Any) -> list[Any]:
         return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in info.type.tensor_type.shape.dim]
