@@ -134,3 +134,43 @@ def test_neural_cleanse_finds_the_backdoor_target_and_unlearns_it(cli, digits_mo
     before = cli.json("verify", "--key", digits_models["key"], digits_models["marked"])["success_rate"]
     after = cli.json("verify", "--key", digits_models["key"], out, expect=None)["success_rate"]
     assert after < before and report["accuracy_after"] > 0.8
+
+
+@pytest.fixture(scope="module")
+def parity_task(tmp_path_factory):
+    """A new task in the same domain: the digits' parity (2 classes)."""
+    from wmtool.data import load_dataset
+
+    train, test = load_dataset("digits", "train"), load_dataset("digits", "test")
+    path = tmp_path_factory.mktemp("parity") / "parity.npz"
+    np.savez(path, x_train=train.x, y_train=train.y % 2, x_test=test.x, y_test=test.y % 2)
+    return path
+
+
+def test_transfer_of_the_head_then_restore_leaves_the_body_untouched(cli, digits_models, parity_task, tmp_path):
+    out = tmp_path / "transferred.safetensors"
+    report = cli.json("attack", "transfer", digits_models["marked"], "-o", out, "--new-data", parity_task,
+                      "--layers", "head", "--map-back", "restore", "--epochs", 5)
+    assert report["details"]["new_classes"] == 2 and report["details"]["new_task_accuracy"] > 0.8
+    before, after = weights(digits_models["marked"]), weights(out)
+    assert all(np.array_equal(before[k], after[k]) for k in before)
+
+
+def test_transfer_of_all_layers_then_a_retrained_head(cli, digits_models, parity_task, tmp_path):
+    out = tmp_path / "transferred.safetensors"
+    report = cli.json("attack", "transfer", digits_models["marked"], "-o", out, "--new-data", parity_task,
+                      "--layers", "all", "--epochs", 3, "--head-epochs", 5)
+    assert report["details"]["new_task_accuracy"] > 0.85 and report["accuracy_after"] > 0.8
+    before, after = weights(digits_models["marked"]), weights(out)
+    assert before.keys() == after.keys() and all(before[k].shape == after[k].shape for k in before)
+    assert not np.array_equal(before["conv1.weight"], after["conv1.weight"])
+
+
+def test_transfer_refuses_a_new_task_of_another_shape(cli, digits_models, tmp_path):
+    path = tmp_path / "other.npz"
+    np.savez(path, x=np.zeros((20, 1, 10, 10), np.float32), y=np.arange(20) % 2)
+    result = cli("attack", "transfer", digits_models["marked"], "-o", tmp_path / "t.safetensors", "--new-data", path,
+                 expect=2)
+    assert "(1, 10, 10)" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    result = cli("attack", "transfer", digits_models["marked"], "-o", tmp_path / "t.safetensors", expect=2)
+    assert "--new-data" in result.stderr
