@@ -363,3 +363,20 @@ def test_a_float16_safetensors_file_loads_into_a_float32_architecture(tmp_path):
     assert all(p.dtype == torch.float32 for p in loaded.parameters())
     x = torch.rand(4, 1, 8, 8)
     torch.testing.assert_close(loaded.eval()(x), model.eval()(x), atol=2e-2, rtol=0)
+
+
+@pytest.mark.parametrize("attack,options", [
+    ("extract", []),
+    ("distill", ["--temperature", 5]),
+    ("disentangle", ["--ood-data", SHARED / "data" / "fashion-mnist"]),
+])
+def test_black_box_attacks_on_a_third_party_onnx_victim(cli, tmp_path, attack, options):
+    """Each black-box attack steals the third-party MNIST CNN (its own normalisation given as flags) from
+    its answers on 2,000 images: one query per image, a student well above chance."""
+    out = tmp_path / "student.safetensors"
+    report = cli.json("attack", attack, MODELS / "mnist-canvas-cnn.onnx", "--data", SHARED / "data" / "mnist",
+                      "--limit", 2000, "--mean", 0.1307, "--std", 0.3081, "--student", "ewe-cnn", "--epochs", 5,
+                      "--batch-size", 64,
+                      "-o", out, *options)
+    assert report["queries"] == 2000 and report["accuracy_before"] > 0.99
+    assert report["accuracy_after"] > 0.85, report
