@@ -140,3 +140,19 @@ def test_the_issue_commands_on_real_mnist(cli, tmp_path):
     assert not cli.json("verify", "--key", key, clean, expect=1)["claimed"]
     assert cli.json("accuracy", tuned, "--data", mnist)["accuracy"] > 0.9
     assert cli.json("verify", "--key", key, tuned, expect=None)["queries"] == 100
+
+
+def test_demo_compares_ewe_with_its_baseline_before_and_after_extraction(cli, tmp_path):
+    report = cli.json("demo", "--epochs", 10, "--out-dir", tmp_path, "--quiet")
+    assert [row["method"] for row in report["rows"]] == ["ewe", "baseline"]
+    ewe, baseline = report["rows"]
+    assert ewe["options"]["temperature_scale"] == 1 and baseline["options"]["kappa"] == 0
+    for row in report["rows"]:
+        assert row["marked"]["claimed"] and row["marked"]["watermark_success"] > 0.9
+        assert not row["clean"]["claimed"] and row["attacked"]["accuracy"] > 0.85
+        assert (tmp_path / f"{row['method']}-key.json").is_file()
+        assert (tmp_path / f"{row['method']}-attacked.safetensors").is_file()
+    assert ewe["clean"]["accuracy"] == baseline["clean"]["accuracy"]  # one clean model for both keys
+    single = cli.json("demo", "--scheme", "backdoor", "--attack", "finetune", "--epochs", 5, "--out-dir",
+                      tmp_path / "b", "--quiet")
+    assert [row["method"] for row in single["rows"]] == ["backdoor"]
