@@ -12,7 +12,7 @@ from wmtool.commands.common import DeviceOpt, JsonOpt, QuietOpt, SeedOpt, emit, 
 from wmtool.run import Run
 
 FLAGSHIP = {  # the default demo: EWE against its baseline (κ = 0), each as a JSON object of options
-    "ewe": ('{"temperature_scale": 1, "restart_clean": true, "batch_size": 64}', '{"kappa": 0}'),
+    "ewe": ('{"kappa": 128, "temperature_scale": 1, "restart_clean": true, "batch_size": 64}', '{"kappa": 0}'),
 }
 ATTACK_OPTIONS = {"extract": {"batch_size": 64}}  # a few hundred steps on digits' 1,437 training images
 
@@ -21,7 +21,8 @@ def demo(
     scheme: Annotated[str, typer.Option("--scheme", help="Watermarking scheme to show.")] = "ewe",
     options: Annotated[str | None, typer.Option("--options", help=(
         "The scheme's options (JSON object). For ewe the default makes the soft-nearest-neighbour loss felt "
-        "on digits (temperature T, not 100/T) and restarts the clean batches as the authors' code does."))
+        "on digits (κ = 128 at temperature T, not 100/T) and restarts the clean batches as the authors' "
+        "code does (docs/results.md)."))
     ] = None,
     baseline: Annotated[str | None, typer.Option("--baseline", help=(
         "Options of the same scheme for a comparison row (JSON object; '' for none). For ewe the default "
