@@ -185,3 +185,12 @@ def test_labels_out_of_range_for_the_model(cli, digits_models, tmp_path):
 def test_key_to_json_round_trip(key_doc):
     key = key_from_json(key_doc)
     assert key_to_json(key)["checksum"] == key_doc["checksum"]
+
+
+@pytest.mark.parametrize("shape", [[2**40, 1.6e296], [2.5, 4], [True, 3], [2**70, 2**70]])
+def test_key_array_shapes_that_are_not_small_integers_are_refused(key_doc, shape):
+    """Found by hypothesis in CI: a float in a declared shape overflowed the size check."""
+    from wmtool.keys import decode_array
+
+    array = dict(key_doc["arrays"]["inputs"], shape=shape)
+    assert _outcome(lambda: decode_array("inputs", array)) == "refused"

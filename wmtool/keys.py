@@ -20,6 +20,7 @@ import base64
 import binascii
 import hashlib
 import json
+import math
 import re
 import zlib
 from dataclasses import dataclass, field
@@ -139,13 +140,15 @@ def decode_array(name: str, data: Any) -> np.ndarray:
     """The array :func:`encode_array` encoded; refuses bad dtypes, shapes and sizes before inflating."""
     try:
         dtype = np.dtype(data["dtype"])
-        shape = tuple(int(v) for v in data["shape"])
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in data["shape"]):
+            raise ValueError(f"shape {data['shape']!r} is not a list of integers")
+        shape = tuple(data["shape"])
         payload = base64.b64decode(data["zlib_base64"], validate=True)
     except (KeyError, TypeError, ValueError, binascii.Error) as exc:
         raise UserError(f"key array {name!r} is malformed ({exc})") from None
     if dtype.name not in ALLOWED_DTYPES or any(v < 0 for v in shape):
         raise UserError(f"key array {name!r} has a bad dtype or shape ({dtype}, {shape})")
-    expected = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize  # exact: Python integers do not overflow
     if expected > MAX_ARRAY_BYTES:
         raise UserError(f"key array {name!r} declares {expected} bytes, over the limit of {MAX_ARRAY_BYTES}")
     try:
