@@ -70,10 +70,10 @@ def split_data(folder: Path) -> tuple[Path, Path]:
 def victim(name: str, args: argparse.Namespace, owner: Path) -> dict:
     """Embed one scheme from scratch (MLP 2×1200) and verify it; saved as JSON."""
     result = RUNS / f"victim-{name}-e{args.epochs}.json"
-    if result.exists():
-        return json.loads(result.read_text())
     folder = RUNS / "models"
     model, key = folder / f"{name}-e{args.epochs}.safetensors", folder / f"{name}-e{args.epochs}.key.json"
+    if result.exists() and model.exists():
+        return json.loads(result.read_text())
     options, _ = SCHEMES[name]
     epochs = (["--epochs", args.epochs, "--ingrainer-epochs", args.ingrainer_epochs] if "ingrain" in options
               else ["--epochs", args.epochs] if "capacity" in options
@@ -92,22 +92,30 @@ def victim(name: str, args: argparse.Namespace, owner: Path) -> dict:
 
 
 ATTACKS = {
-    "distill-T5": lambda e: ["distill", "--student-args", '{"width": 800}', "--temperature", 5, "--epochs", e],
-    "distill-T10": lambda e: ["distill", "--student-args", '{"width": 800}', "--temperature", 10, "--epochs", e],
-    "prune": lambda e: ["prune", "--rate", 0.4, "--epochs", e],
-    "round": lambda e: ["round", "--digits", 2],
-    "finetune": lambda e: ["finetune", "--epochs", e],
+    "distill-T5": lambda a: ["distill", "--student-args", '{"width": 800}', "--temperature", 5,
+                             "--hard-weight", a.hard_weight, "--epochs", a.attack_epochs],
+    "distill-T10": lambda a: ["distill", "--student-args", '{"width": 800}', "--temperature", 10,
+                              "--hard-weight", a.hard_weight, "--epochs", a.attack_epochs],
+    "prune": lambda a: ["prune", "--rate", 0.4, "--epochs", a.attack_epochs],
+    "round": lambda a: ["round", "--digits", 2],
+    "finetune": lambda a: ["finetune", "--epochs", a.attack_epochs],
 }
+
+
+def attack_name(attack: str, args: argparse.Namespace) -> str:
+    """The result-file tag of one attack: distillation with hard labels is tagged with their weight."""
+    return f"{attack}-h{args.hard_weight:g}" if attack.startswith("distill") and args.hard_weight else attack
 
 
 def attacked(row: dict, attack: str, args: argparse.Namespace, attacker: Path) -> dict:
     """Run one attack on one victim with the attacker's refining set and verify the result."""
-    result = RUNS / f"attack-{row['scheme']}-e{row['epochs']}-{attack}-a{args.attack_epochs}.json"
+    tag = attack_name(attack, args)
+    result = RUNS / f"attack-{row['scheme']}-e{row['epochs']}-{tag}-a{args.attack_epochs}.json"
     if result.exists():
         return json.loads(result.read_text())
-    out = RUNS / "models" / f"{row['scheme']}-e{row['epochs']}-{attack}.safetensors"
+    out = RUNS / "models" / f"{row['scheme']}-e{row['epochs']}-{tag}.safetensors"
     start = time.perf_counter()
-    report = wmtool("attack", *ATTACKS[attack](args.attack_epochs), row["model"], "--data", attacker, "-o", out,
+    report = wmtool("attack", *ATTACKS[attack](args), row["model"], "--data", attacker, "-o", out,
                     "--device", args.device)
     try:
         verified = wmtool("verify", "--key", row["key"], out, "--device", args.device)
@@ -115,7 +123,8 @@ def attacked(row: dict, attack: str, args: argparse.Namespace, attacker: Path) -
         if "architecture" not in str(error) and "layers do not match" not in str(error):
             raise
         verified = {"details": {"normalised": 0.0, "note": str(error).split("error: ")[-1]}, "claimed": False}
-    entry = {"scheme": row["scheme"], "attack": attack, "accuracy": report["accuracy_after"],
+    entry = {"scheme": row["scheme"], "attack": tag, "epochs": row["epochs"], "attack_epochs": args.attack_epochs,
+             "accuracy": report["accuracy_after"],
              "watermark": verified["details"], "claimed": verified["claimed"],
              "seconds": round(time.perf_counter() - start, 1)}
     result.write_text(json.dumps(entry, indent=1))
@@ -123,14 +132,18 @@ def attacked(row: dict, attack: str, args: argparse.Namespace, attacker: Path) -
     return entry
 
 
-def report() -> None:
-    """Both tables as markdown, beside the paper's numbers."""
-    victims = {r["scheme"]: r for r in map(lambda p: json.loads(p.read_text()), sorted(RUNS.glob("victim-*.json")))}
-    attacks = [json.loads(p.read_text()) for p in sorted(RUNS.glob("attack-*.json"))]
+def report(epochs: int, attack_epochs: int) -> None:
+    """Both tables as markdown for one victim / attack epoch setting (labels of the refining set not mixed
+    into distillation), beside the paper's numbers."""
+    victims = {r["scheme"]: r for r in map(lambda p: json.loads(p.read_text()),
+                                           sorted(RUNS.glob(f"victim-*-e{epochs}.json")))}
 
     def cell(scheme: str, attack: str) -> str:
-        found = [a for a in attacks if a["scheme"] == scheme and a["attack"] == attack]
-        return f"{found[0]['accuracy']:.3f} / {found[0]['watermark']['normalised']:.2f}" if found else "–"
+        path = RUNS / f"attack-{scheme}-e{epochs}-{attack}-a{attack_epochs}.json"
+        if not path.exists():
+            return "–"
+        found = json.loads(path.read_text())
+        return f"{found['accuracy']:.3f} / {found['watermark']['normalised']:.2f}"
 
     print("Table 1 (classification accuracy / normalised watermark accuracy)\n")
     print("| scheme | epochs | victim | distillation T=5 | pruning 0.4 + FT | rounding 2 | fine-tuning | paper (normalised wm: distill / prune / round / FT) |")
@@ -151,6 +164,26 @@ def report() -> None:
                   f"{cell(scheme, 'distill-T10')} | {PAPER_TABLE3[scheme]} |")
 
 
+def distillation_report() -> None:
+    """Every distillation result of the P:* schemes, by victim epochs, distillation epochs and label mix."""
+    import re
+
+    print("\nDistillation of the P:* schemes by epochs (classification accuracy / normalised watermark accuracy)\n")
+    print("| scheme | victim epochs | distillation epochs | hard-label weight | T | distilled | claimed |")
+    print("|---|---|---|---|---|---|---|")
+    pattern = re.compile(r"attack-(P:[^-]+)-e(\d+)-distill-T(\d+)(?:-h([\d.]+))?-a(\d+)\.json")
+    rows = []
+    for path in RUNS.glob("attack-P:*-distill-*.json"):
+        found = pattern.fullmatch(path.name)
+        if found:
+            scheme, epochs, temperature, hard, attack_epochs = found.groups()
+            rows.append((scheme, int(epochs), int(attack_epochs), float(hard or 0), int(temperature),
+                         json.loads(path.read_text())))
+    for scheme, epochs, attack_epochs, hard, temperature, entry in sorted(rows, key=lambda r: r[:5]):
+        print(f"| {scheme} | {epochs} | {attack_epochs} | {hard:g} | {temperature} | {entry['accuracy']:.3f} / "
+              f"{entry['watermark']['normalised']:.3f} | {'yes' if entry['claimed'] else 'no'} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=10, help="victim training epochs (the paper: 500)")
@@ -159,11 +192,15 @@ def main() -> None:
     parser.add_argument("--attack-epochs", type=int, default=10, help="distillation/pruning/fine-tuning epochs")
     parser.add_argument("--schemes", nargs="+", default=["W:LSB", "W:SGN", "W:COR", "W:STA", "P:CAP", "P:ING(2)",
                                                           "P:ING(0.5)", "P:ING(1)", "P:ING(4)", "P:ING(8)"])
+    parser.add_argument("--hard-weight", type=float, default=0.0,
+                        help="distillation: weight of the refining set's true labels (the paper mixes them in)")
+    parser.add_argument("--attacks", nargs="+", choices=sorted(ATTACKS), help="run only these attacks")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--report", action="store_true")
     args = parser.parse_args()
     if args.report:
-        report()
+        report(args.epochs, args.attack_epochs)
+        distillation_report()
         return
     (RUNS / "models").mkdir(parents=True, exist_ok=True)
     owner, attacker = split_data(RUNS / "data")
@@ -173,6 +210,8 @@ def main() -> None:
         plan = (["distill-T5", "prune", "round", "finetune"] if name in table1 else []) + \
                (["distill-T10"] if name.startswith("P:") else [])
         for attack in plan:
+            if args.attacks and attack not in args.attacks:
+                continue
             attacked(row, attack, args, attacker)
 
 
