@@ -93,10 +93,14 @@ def _filtered_classifier(input_shape, num_classes, inner, inner_args, layer, det
             lengths = steps + self.leaf_length.flatten()[node + rows]
             return -torch.pow(2.0, -lengths.mean(dim=1) / self.normaliser) - self.offset
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
+        def inner_and_outliers(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            """The wrapped classifier's logits and which queries the detector scores as outliers."""
             self._hidden.clear()
             logits = self.inner(x)
-            outlier = self.score(self._hidden[-1].flatten(1)) < 0
+            return logits, self.score(self._hidden[-1].flatten(1)) < 0
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            logits, outlier = self.inner_and_outliers(x)
             return torch.where(outlier[:, None], x.flatten(1) @ self.scramble, logits)
 
     return FilteredClassifier()
@@ -192,14 +196,13 @@ def _flagged_share(wrapped, x: np.ndarray) -> float:
     """The share of ``x`` the wrapped model's detector scores as outliers."""
     import torch
 
-    net, device = wrapped.net, next(wrapped.parameters()).device
-    scores = []
+    device = next(wrapped.parameters()).device
+    flagged = []
     with torch.no_grad():
         for start in range(0, len(x), 512):
-            net._hidden.clear()
-            net.inner(torch.from_numpy(np.asarray(x[start:start + 512], np.float32)).to(device))
-            scores.append(net.score(net._hidden[-1].flatten(1)).cpu().numpy())
-    return float(np.mean(np.concatenate(scores) < 0))
+            batch = torch.from_numpy(np.asarray(x[start:start + 512], np.float32)).to(device)
+            flagged.append(wrapped.net.inner_and_outliers(batch)[1].cpu().numpy())
+    return float(np.mean(np.concatenate(flagged)))
 
 
 @hookimpl

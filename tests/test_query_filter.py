@@ -67,10 +67,9 @@ def test_flagged_queries_get_the_scrambled_label_and_onnx_answers_alike(filtered
     queries = np.concatenate([load_dataset("digits", "test").x[:100], fashion_at_8x8(100)])
     x = torch.from_numpy(queries)
     with torch.no_grad():
-        wrapped.net._hidden.clear()
-        inner = wrapped.net.inner(x).argmax(1)
-        outlier = wrapped.net.score(wrapped.net._hidden[-1].flatten(1)) < 0
+        logits, outlier = wrapped.net.inner_and_outliers(x)
         answers = wrapped(x).argmax(1)
+    inner = logits.argmax(1)
     scrambled = (x.flatten(1) @ wrapped.net.scramble).argmax(1)
     assert torch.equal(answers, torch.where(outlier, scrambled, inner)) and outlier.any() and (~outlier).any()
     onnx_path = tmp_path / "filtered.onnx"

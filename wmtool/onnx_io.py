@@ -6,7 +6,7 @@ import dataclasses
 import json
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -21,20 +21,10 @@ PREPACK_LIMIT = 256 * 2**20  # above this, onnxruntime keeps no second, pre-pack
 
 
 def read_onnx(path: str | Path) -> Any:
-    """Parse and check an ONNX file; a corrupt or non-ONNX file raises one :class:`UserError`."""
+    """Parse and check an ONNX file, weights included; a corrupt or non-ONNX file raises one :class:`UserError`."""
     import onnx
 
-    path = Path(path)
-    if path.stat().st_size > MAX_ONNX_BYTES:
-        raise UserError(f"{path}: larger than 2 GiB; wmtool reads single-file ONNX models only")
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-        onnx.checker.check_model(model)
-    except Exception as exc:  # onnx raises DecodeError, ValidationError and others
-        raise UserError(f"{path}: not a valid ONNX model ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
-                        ) from None
-    if not model.graph.output:
-        raise UserError(f"{path}: the ONNX graph has no output")
+    model, _ = _checked(path, lambda p: (onnx.load(str(p), load_external_data=False), None), onnx.checker.check_model)
     return model
 
 
@@ -43,20 +33,31 @@ def read_onnx_graph(path: str | Path) -> tuple[Any, bytes]:
     whose initializers keep name, dtype and shape, and its serialized form for :class:`OnnxPredictor`."""
     import onnx
 
-    from wmtool.onnx_wire import read_weightless
+    from wmtool.onnx_wire import weightless_bytes
 
+    def parse(p: Path) -> tuple[Any, bytes]:
+        data = weightless_bytes(p)
+        return onnx.ModelProto.FromString(data), data
+
+    return _checked(path, parse, lambda model: onnx.checker.check_model(_structure(model)))
+
+
+def _checked(path: str | Path, parse: Callable[[Path], tuple[Any, Any]], check: Callable[[Any], None]
+             ) -> tuple[Any, Any]:
+    """``parse(path)`` → (model, extra), refused in one line when the file is too large, does not parse,
+    fails ``check`` or has no output."""
     path = Path(path)
     if path.stat().st_size > MAX_ONNX_BYTES:
         raise UserError(f"{path}: larger than 2 GiB; wmtool reads single-file ONNX models only")
-    model, data = read_weightless(path)
     try:
-        onnx.checker.check_model(_structure(model))
-    except Exception as exc:
+        model, extra = parse(path)
+        check(model)
+    except Exception as exc:  # WireError, protobuf's DecodeError, onnx's ValidationError and others
         raise UserError(f"{path}: not a valid ONNX model ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
                         ) from None
     if not model.graph.output:
         raise UserError(f"{path}: the ONNX graph has no output")
-    return model, data
+    return model, extra
 
 
 def _structure(model: Any) -> Any:

@@ -12,9 +12,6 @@ from __future__ import annotations
 import mmap
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-
-from wmtool.errors import UserError
 
 MODEL_GRAPH, GRAPH_INITIALIZER = 7, 5  # ModelProto.graph, GraphProto.initializer
 TENSOR_RAW_DATA, TENSOR_EXTERNAL_DATA, TENSOR_DATA_LOCATION = 9, 13, 14
@@ -123,18 +120,3 @@ def weightless_bytes(path: Path) -> bytes:
                 return bytes(out)
             finally:
                 buf.release()
-
-
-def read_weightless(path: str | Path) -> tuple[Any, bytes]:
-    """The ONNX model at ``path`` parsed without its weights (initializers keep name, dtype and shape), and
-    its serialized form for onnxruntime (which then reads the weights from ``path``)."""
-    import onnx
-
-    path = Path(path)
-    try:
-        data = weightless_bytes(path)
-        model = onnx.ModelProto.FromString(data)
-    except Exception as exc:  # WireError, protobuf's DecodeError and others
-        raise UserError(f"{path}: not a valid ONNX model ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
-                        ) from None
-    return model, data
