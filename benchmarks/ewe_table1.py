@@ -3,6 +3,7 @@ extraction, over several seeds. Resumable: each dataset × method × seed result
 benchmarks/runs/ewe/ when it finishes and skipped when present.
 
 Run:     python benchmarks/ewe_table1.py [--seeds 0 1 2] [--device auto] [--only mnist] [--setting authors]
+         [--init glorot]
 Report:  python benchmarks/ewe_table1.py --report      (markdown table of what has finished)
 
 Settings (the authors' reference code, see ../shared/papers/README.md): ewe-cnn, batch 512 (Fashion:
@@ -55,22 +56,27 @@ def wmtool(*args: object) -> dict:
     return json.loads(done.stdout)
 
 
-def one_run(dataset: str, method: str, setting: str, seed: int, device: str) -> dict:
+def run_name(dataset: str, method: str, setting: str, init: str, seed: int) -> str:
+    """The name of one run's result file and folder (torch's initialisation is the unnamed default)."""
+    return f"{dataset}-{method}-{setting}{'-' + init if init != 'torch' else ''}-seed{seed}"
+
+
+def one_run(dataset: str, method: str, setting: str, init: str, seed: int, device: str) -> dict:
     """Embed, extract and verify once; returns the measured row."""
     s = SETTINGS[dataset]
-    folder = RUNS / f"{dataset}-{method}-{setting}-seed{seed}"
+    folder = RUNS / run_name(dataset, method, setting, init, seed)
     folder.mkdir(parents=True, exist_ok=True)
     victim, key, stolen = folder / "victim.safetensors", folder / "key.json", folder / "extracted.safetensors"
     common = ("--seed", seed, "--device", device)
     start = time.perf_counter()
-    embedded = wmtool("embed", "--scheme", "ewe", "--arch", "ewe-cnn", "--data", s["data"], "--ood-data", s["ood"],
+    embedded = wmtool("embed", "--scheme", "ewe", "--arch", "ewe-cnn", "--arch-args", json.dumps({"init": init}), "--data", s["data"], "--ood-data", s["ood"],
                       "--source", s["source"], "--target", s["target"], "--every", s["every"], "--batch-size",
                       s["batch"], "--kappa", 32 if method == "ewe" else 0, *(("--restart-clean",) if setting == "authors" else ()),
                       "-o", victim, "--key-out", key, *common)
     embed_seconds = time.perf_counter() - start
     extracted = wmtool("attack", "extract", victim, "--data", s["data"], "-o", stolen, "--epochs", 20,
                        "--batch-size", s["batch"], "--no-shuffle", *common)
-    row = {"dataset": dataset, "method": method, "setting": setting, "seed": seed,
+    row = {"dataset": dataset, "method": method, "setting": setting, "init": init, "seed": seed,
            "victim_accuracy": embedded["test_accuracy"], "null_rate": embedded["null_rate"],
            "extracted_accuracy": extracted["accuracy_after"], "embed_seconds": round(embed_seconds, 1),
            "extract_seconds": extracted["seconds"], "temperatures": embedded["params"]["temperatures"]}
@@ -96,15 +102,17 @@ def stat(values: list[float]) -> str:
 def report() -> None:
     """Print the finished runs as a markdown table, mean ± std over seeds, beside the paper's numbers."""
     rows = [json.loads(p.read_text()) for p in sorted(RUNS.glob("*.json"))]
-    print("| dataset | setting | method | seeds | victim acc % | victim success % | extracted acc % | extracted success % "
+    print("| dataset | setting | init | method | seeds | victim acc % | victim success % | extracted acc % | extracted success % "
           "| claimed @100 queries | queries needed | paper (victim acc / success / extr. acc / extr. success) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 
-    for dataset, setting, method in itertools.product(SETTINGS, ("algorithm", "authors"), ("baseline", "ewe")):
-        group = [r for r in rows if (r["dataset"], r["setting"], r["method"]) == (dataset, setting, method)]
+    for dataset, setting, init, method in itertools.product(SETTINGS, ("algorithm", "authors"), ("torch", "glorot"),
+                                                            ("baseline", "ewe")):
+        group = [r for r in rows if (r["dataset"], r["setting"], r.get("init", "torch"), r["method"]) ==
+                 (dataset, setting, init, method)]
         if group:
             needed = [r["extracted_queries_needed"] for r in group]
-            print(f"| {dataset} | {setting} | {method} | {len(group)} | {stat([r['victim_accuracy'] for r in group])} | "
+            print(f"| {dataset} | {setting} | {init} | {method} | {len(group)} | {stat([r['victim_accuracy'] for r in group])} | "
                   f"{stat([r['victim_success'] for r in group])} | {stat([r['extracted_accuracy'] for r in group])} | "
                   f"{stat([r['extracted_success'] for r in group])} | "
                   f"{sum(r['extracted_claimed_100'] for r in group)}/{len(group)} | "
@@ -118,6 +126,8 @@ def main() -> None:
     parser.add_argument("--only", choices=sorted(SETTINGS), nargs="+", default=list(SETTINGS))
     parser.add_argument("--methods", choices=("ewe", "baseline"), nargs="+", default=["ewe", "baseline"])
     parser.add_argument("--setting", choices=("algorithm", "authors"), nargs="+", default=["authors"])
+    parser.add_argument("--init", choices=("torch", "glorot"), default="torch",
+                        help="initial weights of victim and extracted model (glorot: the authors' TensorFlow default)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--report", action="store_true")
     args = parser.parse_args()
@@ -125,10 +135,10 @@ def main() -> None:
         report()
         return
     for seed, dataset, setting, method in itertools.product(args.seeds, args.only, args.setting, args.methods):
-        result = RUNS / f"{dataset}-{method}-{setting}-seed{seed}.json"
+        result = RUNS / f"{run_name(dataset, method, setting, args.init, seed)}.json"
         if result.exists():
             continue
-        row = one_run(dataset, method, setting, seed, args.device)
+        row = one_run(dataset, method, setting, args.init, seed, args.device)
         result.write_text(json.dumps(row, indent=1))
         print(json.dumps(row), flush=True)
 

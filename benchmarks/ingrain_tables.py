@@ -67,11 +67,25 @@ def split_data(folder: Path) -> tuple[Path, Path]:
     return owner, attacker
 
 
+def victim_tag(name: str, args: argparse.Namespace) -> str:
+    """The result-file tag of one victim: its epochs, then whatever differs from the defaults (optimizer and
+    learning rate, initialisation, ingrainer epochs)."""
+    tag = f"e{args.epochs}"
+    if args.optimizer != "adam" or args.lr != 1e-3:
+        tag += f"-{args.optimizer}{args.lr:g}"
+    if args.init != "torch":
+        tag += f"-{args.init}"
+    if name.startswith("P:ING") and args.ingrainer_epochs != 200:
+        tag += f"-g{args.ingrainer_epochs}"
+    return tag
+
+
 def victim(name: str, args: argparse.Namespace, owner: Path) -> dict:
     """Embed one scheme from scratch (MLP 2×1200) and verify it; saved as JSON."""
-    result = RUNS / f"victim-{name}-e{args.epochs}.json"
+    tag = victim_tag(name, args)
+    result = RUNS / f"victim-{name}-{tag}.json"
     folder = RUNS / "models"
-    model, key = folder / f"{name}-e{args.epochs}.safetensors", folder / f"{name}-e{args.epochs}.key.json"
+    model, key = folder / f"{name}-{tag}.safetensors", folder / f"{name}-{tag}.key.json"
     if result.exists() and model.exists():
         return json.loads(result.read_text())
     options, _ = SCHEMES[name]
@@ -79,23 +93,24 @@ def victim(name: str, args: argparse.Namespace, owner: Path) -> dict:
               else ["--epochs", args.epochs] if "capacity" in options
               else ["--clean-epochs", args.epochs] if "lsb" in options
               else ["--clean-epochs", args.epochs - args.mark_epochs, "--epochs", args.mark_epochs])
+    training = ["--optimizer", args.optimizer, "--lr", args.lr] if name.startswith("P:") else []
     start = time.perf_counter()
-    embedded = wmtool("embed", *options, "--arch", "mlp", "--data", owner, "-o", model, "--key-out", key,
-                      *epochs, "--device", args.device)
+    embedded = wmtool("embed", *options, "--arch", "mlp", "--arch-args", json.dumps({"init": args.init}),
+                      "--data", owner, "-o", model, "--key-out", key, *epochs, *training, "--device", args.device)
     verified = wmtool("verify", "--key", key, model, "--device", args.device)
-    row = {"scheme": name, "epochs": args.epochs, "accuracy": embedded["test_accuracy"],
-           "watermark": verified["details"], "model": str(model), "key": str(key),
-           "seconds": round(time.perf_counter() - start, 1)}
+    row = {"scheme": name, "epochs": args.epochs, "tag": tag, "optimizer": args.optimizer, "lr": args.lr,
+           "init": args.init, "accuracy": embedded["test_accuracy"], "watermark": verified["details"],
+           "model": str(model), "key": str(key), "seconds": round(time.perf_counter() - start, 1)}
     result.write_text(json.dumps(row, indent=1))
     print(json.dumps(row), flush=True)
     return row
 
 
 ATTACKS = {
-    "distill-T5": lambda a: ["distill", "--student-args", '{"width": 800}', "--temperature", 5,
-                             "--hard-weight", a.hard_weight, "--epochs", a.attack_epochs],
-    "distill-T10": lambda a: ["distill", "--student-args", '{"width": 800}', "--temperature", 10,
-                              "--hard-weight", a.hard_weight, "--epochs", a.attack_epochs],
+    "distill-T5": lambda a: ["distill", "--student-args", json.dumps({"width": 800, "init": a.init}),
+                             "--temperature", 5, "--hard-weight", a.hard_weight, "--epochs", a.attack_epochs],
+    "distill-T10": lambda a: ["distill", "--student-args", json.dumps({"width": 800, "init": a.init}),
+                              "--temperature", 10, "--hard-weight", a.hard_weight, "--epochs", a.attack_epochs],
     "prune": lambda a: ["prune", "--rate", 0.4, "--epochs", a.attack_epochs],
     "round": lambda a: ["round", "--digits", 2],
     "finetune": lambda a: ["finetune", "--epochs", a.attack_epochs],
@@ -110,10 +125,11 @@ def attack_name(attack: str, args: argparse.Namespace) -> str:
 def attacked(row: dict, attack: str, args: argparse.Namespace, attacker: Path) -> dict:
     """Run one attack on one victim with the attacker's refining set and verify the result."""
     tag = attack_name(attack, args)
-    result = RUNS / f"attack-{row['scheme']}-e{row['epochs']}-{tag}-a{args.attack_epochs}.json"
+    victim_name = f"{row['scheme']}-{row.get('tag', 'e' + str(row['epochs']))}"
+    result = RUNS / f"attack-{victim_name}-{tag}-a{args.attack_epochs}.json"
     if result.exists():
         return json.loads(result.read_text())
-    out = RUNS / "models" / f"{row['scheme']}-e{row['epochs']}-{tag}.safetensors"
+    out = RUNS / "models" / f"{victim_name}-{tag}.safetensors"
     start = time.perf_counter()
     report = wmtool("attack", *ATTACKS[attack](args), row["model"], "--data", attacker, "-o", out,
                     "--device", args.device)
@@ -123,7 +139,8 @@ def attacked(row: dict, attack: str, args: argparse.Namespace, attacker: Path) -
         if "architecture" not in str(error) and "layers do not match" not in str(error):
             raise
         verified = {"details": {"normalised": 0.0, "note": str(error).split("error: ")[-1]}, "claimed": False}
-    entry = {"scheme": row["scheme"], "attack": tag, "epochs": row["epochs"], "attack_epochs": args.attack_epochs,
+    entry = {"scheme": row["scheme"], "attack": tag, "epochs": row["epochs"], "victim": victim_name,
+             "attack_epochs": args.attack_epochs,
              "accuracy": report["accuracy_after"],
              "watermark": verified["details"], "claimed": verified["claimed"],
              "seconds": round(time.perf_counter() - start, 1)}
@@ -169,19 +186,24 @@ def distillation_report() -> None:
     import re
 
     print("\nDistillation of the P:* schemes by epochs (classification accuracy / normalised watermark accuracy)\n")
-    print("| scheme | victim epochs | distillation epochs | hard-label weight | T | distilled | claimed |")
-    print("|---|---|---|---|---|---|---|")
-    pattern = re.compile(r"attack-(P:[^-]+)-e(\d+)-distill-T(\d+)(?:-h([\d.]+))?-a(\d+)\.json")
+    print("| scheme | victim epochs | victim training | victim | distillation epochs | hard-label weight | T | "
+          "distilled | claimed |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    pattern = re.compile(r"attack-(P:[^-]+)-e(\d+)((?:-[a-z][\w.]*)*)-distill-T(\d+)(?:-h([\d.]+))?-a(\d+)\.json")
     rows = []
     for path in RUNS.glob("attack-P:*-distill-*.json"):
         found = pattern.fullmatch(path.name)
         if found:
-            scheme, epochs, temperature, hard, attack_epochs = found.groups()
-            rows.append((scheme, int(epochs), int(attack_epochs), float(hard or 0), int(temperature),
-                         json.loads(path.read_text())))
-    for scheme, epochs, attack_epochs, hard, temperature, entry in sorted(rows, key=lambda r: r[:5]):
-        print(f"| {scheme} | {epochs} | {attack_epochs} | {hard:g} | {temperature} | {entry['accuracy']:.3f} / "
-              f"{entry['watermark']['normalised']:.3f} | {'yes' if entry['claimed'] else 'no'} |")
+            scheme, epochs, training, temperature, hard, attack_epochs = found.groups()
+            rows.append((scheme, int(epochs), training.strip("-") or "adam", int(attack_epochs), float(hard or 0),
+                         int(temperature), json.loads(path.read_text())))
+    for scheme, epochs, training, attack_epochs, hard, temperature, entry in sorted(rows, key=lambda r: r[:6]):
+        victim_file = RUNS / f"victim-{scheme}-e{epochs}{'-' + training if training != 'adam' else ''}.json"
+        trained = json.loads(victim_file.read_text()) if victim_file.exists() else None
+        victim_cell = f"{trained['accuracy']:.3f} / {trained['watermark']['normalised']:.2f}" if trained else "–"
+        print(f"| {scheme} | {epochs} | {training} | {victim_cell} | {attack_epochs} | {hard:g} | {temperature} | "
+              f"{entry['accuracy']:.3f} / {entry['watermark']['normalised']:.3f} | "
+              f"{'yes' if entry['claimed'] else 'no'} |")
 
 
 def main() -> None:
@@ -189,6 +211,11 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10, help="victim training epochs (the paper: 500)")
     parser.add_argument("--mark-epochs", type=int, default=3, help="of those, epochs with the W:SGN/COR/STA term")
     parser.add_argument("--ingrainer-epochs", type=int, default=200, help="(the paper: 1,000)")
+    parser.add_argument("--optimizer", default="adam", choices=("adam", "adadelta", "sgd"),
+                        help="P:* victims' optimizer (the paper: adadelta, lr 0.1)")
+    parser.add_argument("--lr", type=float, default=1e-3, help="P:* victims' learning rate")
+    parser.add_argument("--init", default="torch", choices=("torch", "glorot"),
+                        help="initial weights of victims and students (glorot: TensorFlow's defaults)")
     parser.add_argument("--attack-epochs", type=int, default=10, help="distillation/pruning/fine-tuning epochs")
     parser.add_argument("--schemes", nargs="+", default=["W:LSB", "W:SGN", "W:COR", "W:STA", "P:CAP", "P:ING(2)",
                                                           "P:ING(0.5)", "P:ING(1)", "P:ING(4)", "P:ING(8)"])

@@ -34,6 +34,24 @@ def test_paper_sizes(registry):
     assert cnn.net.fc1.in_features == 64 * 7 * 7
 
 
+@pytest.mark.parametrize("arch", ["ewe-cnn", "mlp"])
+def test_glorot_init_draws_within_the_glorot_bound_with_zero_biases(registry, arch):
+    torch.manual_seed(0)
+    glorot = build_model(registry, ModelCard(arch, (1, 28, 28), 10, {"init": "glorot"})).net
+    torch.manual_seed(0)
+    default = build_model(registry, ModelCard(arch, (1, 28, 28), 10)).net
+    layers = [m for m in glorot.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    assert len(layers) >= 3
+    for layer in layers:
+        fan_in, fan_out = torch.nn.init._calculate_fan_in_and_fan_out(layer.weight)
+        bound = (6 / (fan_in + fan_out)) ** 0.5
+        assert layer.weight.abs().max() <= bound and layer.weight.abs().max() > 0.9 * bound
+        assert not layer.bias.any()
+    assert any(m.bias.abs().sum() > 0 for m in default.modules() if isinstance(m, torch.nn.Linear))
+    with pytest.raises(UserError, match="init"):
+        build_model(registry, ModelCard(arch, (1, 28, 28), 10, {"init": "he"}))
+
+
 def test_round_trip_keeps_weights_card_and_predictions(registry, tmp_path):
     torch.manual_seed(0)
     card = ModelCard("ewe-cnn", (1, 8, 8), 10, preprocessing=Preprocessing(255.0, (10.0,), (50.0,)),

@@ -380,3 +380,15 @@ def test_black_box_attacks_on_a_third_party_onnx_victim(cli, tmp_path, attack, o
                       "-o", out, *options)
     assert report["queries"] == 2000 and report["accuracy_before"] > 0.99
     assert report["accuracy_after"] > 0.85, report
+
+
+def test_auto_device_runs_onnx_on_the_cpu_provider_beside_a_cuda_torch(cli, digits_models, tmp_path, monkeypatch):
+    """A CUDA torch with the CPU build of onnxruntime (the GPU machine's usual state): ``auto`` answers from
+    onnxruntime's CPU provider, an explicit ``--device cuda`` names what is missing."""
+    path = tmp_path / "clean.onnx"
+    cli("convert", digits_models["clean"], "-o", path)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    assert cli.json("accuracy", path, "--data", "digits")["accuracy"] > 0.8
+    refused = cli("accuracy", path, "--data", "digits", "--device", "cuda", expect=2).stderr
+    assert "onnxruntime has no CUDA provider" in refused

@@ -8,6 +8,9 @@ from wmtool import hookimpl
 from wmtool.options import Option
 from wmtool.registry import Architecture
 
+INIT = Option("init", str, "torch", "initial weights: torch's defaults, or Glorot-uniform with zero biases "
+              "(TensorFlow's, as the papers' code)", choices=("torch", "glorot"))
+
 
 def _builder(class_name: str):
     """A build function that imports torch only when a model is actually built."""
@@ -37,7 +40,7 @@ def register_architectures(register):
         "ewe-cnn", "EWE's MNIST CNN: conv 32 5x5, conv 64 3x3, 2x2 pooling, FC 128, FC classes",
         _builder("EweCNN"),
         options=(Option("dropout", float, 0.0, "dropout after each hidden layer (the authors' code runs with none)",
-                        min=0.0, max=0.95),),
+                        min=0.0, max=0.95), INIT),
         layers=("conv1", "conv2", "fc1"),
     ))
     register(Architecture(
@@ -45,7 +48,7 @@ def register_architectures(register):
         _builder("MLP"),
         options=(Option("width", int, 1200, "units per hidden layer", min=1),
                  Option("depth", int, 2, "number of hidden layers", min=1),
-                 Option("dropout", float, 0.5, "dropout after each hidden layer", min=0.0, max=0.95)),
+                 Option("dropout", float, 0.5, "dropout after each hidden layer", min=0.0, max=0.95), INIT),
         layers=("hidden.0", "hidden.1"),
     ))
     register(Architecture(

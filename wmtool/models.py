@@ -229,7 +229,12 @@ def load_model(path: str | Path, registry: Registry, *, arch: str | None = None,
 def open_predictor(path: str | Path, registry: Registry, *, device: str, arch: str | None = None,
                    arch_args: dict[str, Any] | None = None, task: ModelCard | None = None,
                    preprocessing: Preprocessing | None = None) -> Any:
-    """A model to query black-box: ONNX through onnxruntime, safetensors as a torch module in eval mode."""
+    """A model to query black-box: ONNX through onnxruntime, safetensors as a torch module in eval mode.
+
+    ``device`` is the user's choice (auto, cpu or cuda): with ``auto`` each runtime takes CUDA when it has it,
+    so an ONNX model runs on onnxruntime's CPU provider beside a CUDA torch when onnxruntime-gpu is absent."""
+    from wmtool.training import resolve_device
+
     path = check_readable(path)
     if path.suffix.lower() == ".onnx":
         from wmtool.onnx_io import OnnxPredictor, card_of, read_onnx_graph
@@ -238,7 +243,7 @@ def open_predictor(path: str | Path, registry: Registry, *, device: str, arch: s
         return OnnxPredictor(path, proto, card_of(proto, path, preprocessing=preprocessing, task=task), device,
                              serialized=serialized)
     model = load_model(path, registry, arch=arch, arch_args=arch_args, task=task, preprocessing=preprocessing)
-    return model.to(device).eval()
+    return model.to(resolve_device(device)).eval()
 
 
 def _build_without_storage(registry: Registry, card: ModelCard) -> Classifier:

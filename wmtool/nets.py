@@ -12,10 +12,23 @@ def _flat_size(features: nn.Module, input_shape: tuple[int, ...]) -> int:
         return int(features(torch.zeros(1, *input_shape)).numel())
 
 
+def initialise(module: nn.Module, init: str) -> None:
+    """Re-initialise ``module``'s conv and linear layers: ``torch`` keeps torch's defaults, ``glorot`` draws
+    Glorot-uniform weights and zero biases (TensorFlow/Keras' defaults, which both papers' code used)."""
+    if init == "torch":
+        return
+    for layer in module.modules():
+        if isinstance(layer, (nn.Conv2d, nn.Linear)):
+            nn.init.xavier_uniform_(layer.weight)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+
+
 class EweCNN(nn.Module):
     """EWE's MNIST network: conv 32 5×5, pool, conv 64 3×3, pool, FC 128, FC classes ("same" padding)."""
 
-    def __init__(self, input_shape: tuple[int, int, int], num_classes: int, dropout: float = 0.0):
+    def __init__(self, input_shape: tuple[int, int, int], num_classes: int, dropout: float = 0.0,
+                 init: str = "torch"):
         super().__init__()
         channels = input_shape[0]
         self.conv1 = nn.Conv2d(channels, 32, 5, padding=2)
@@ -25,6 +38,7 @@ class EweCNN(nn.Module):
         flat = _flat_size(self._features, input_shape)
         self.fc1 = nn.Linear(flat, 128)
         self.fc2 = nn.Linear(128, num_classes)
+        initialise(self, init)
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.drop(self.pool(torch.relu(self.conv1(x))))
@@ -39,7 +53,7 @@ class MLP(nn.Module):
     """ingrain's MNIST multilayer perceptron: ``depth`` ReLU layers of ``width`` units with dropout."""
 
     def __init__(self, input_shape: tuple[int, ...], num_classes: int, width: int = 1200, depth: int = 2,
-                 dropout: float = 0.5):
+                 dropout: float = 0.5, init: str = "torch"):
         super().__init__()
         size = 1
         for dim in input_shape:
@@ -50,6 +64,7 @@ class MLP(nn.Module):
             size = width
         self.drop = nn.Dropout(dropout)
         self.out = nn.Linear(size, num_classes)
+        initialise(self, init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.flatten(1)

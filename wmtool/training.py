@@ -17,10 +17,13 @@ OPTIMIZERS = ("adam", "sgd", "adadelta")
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python, numpy and torch (CPU and CUDA)."""
+    """Seed Python, numpy and torch (CPU and CUDA), and ask cuDNN for deterministic convolutions so that a
+    seed gives the same model on a GPU too."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
 
 
 def resolve_device(name: str) -> str:

@@ -46,8 +46,10 @@ def open_model(run: Run, path: str, *, arch: str | None = None, arch_args: dict[
 
 def open_suspect(run: Run, path: str, *, arch: str | None = None, arch_args: dict[str, Any] | None = None,
                  task: ModelCard | None = None, preprocessing: Preprocessing | None = None) -> Predictor:
-    """Open a model for black-box queries (ONNX through onnxruntime) on the run's device."""
-    return open_predictor(path, run.registry, device=run.torch_device, arch=arch, arch_args=arch_args, task=task,
+    """Open a model for black-box queries (ONNX through onnxruntime) on the run's device (``auto``: each runtime
+    takes CUDA if it has it)."""
+    requested = run.device if run.torch_device != "cpu" else "cpu"  # resolving also seeds the generators
+    return open_predictor(path, run.registry, device=requested, arch=arch, arch_args=arch_args, task=task,
                           preprocessing=preprocessing)
 
 
