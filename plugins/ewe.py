@@ -89,7 +89,6 @@ class Entangler:
 
         self.model, self.layers, self.p = model, layers, p
         self.temperatures = torch.full((len(layers),), p["temperature"], device=device, requires_grad=True)
-        self.pending = None
 
     def value(self, reps: dict, groups):
         """Σ_l SNNL(h_l, groups, scale/T_l)."""
@@ -110,7 +109,7 @@ class Entangler:
         return torch.autograd.grad(self.value(reps, groups), inputs)[0]
 
     def loss(self, net, batch):
-        """Summed CE; on watermark batches minus κ·Σ SNNL (the temperatures' gradient is kept for later)."""
+        """Summed CE; on watermark batches minus κ·Σ SNNL."""
         import torch
         import torch.nn.functional as F
 
@@ -123,19 +122,18 @@ class Entangler:
             logits = net(x)
         half = len(x) // 2
         groups = torch.cat([torch.ones(half, dtype=torch.long), torch.zeros(len(x) - half, dtype=torch.long)])
-        total = self.value(reps, groups.to(x.device))
-        self.pending = torch.autograd.grad(total, self.temperatures, retain_graph=True)[0]
-        return F.cross_entropy(logits, y, reduction="sum") - self.p["kappa"] * total
+        return F.cross_entropy(logits, y, reduction="sum") - self.p["kappa"] * self.value(reps, groups.to(x.device))
 
     def update_temperatures(self) -> None:
-        """T ← T − lr·∂SNNL/∂T (Algorithm 1, last line), kept positive."""
+        """T ← T − lr·∂SNNL/∂T (Algorithm 1, last line), kept positive. The loss's backward left
+        −κ·∂SNNL/∂T in the temperatures' gradient (one backward pass serves the weights and T)."""
         import torch
 
-        if self.pending is not None:
+        if self.temperatures.grad is not None:
             with torch.no_grad():
-                self.temperatures -= self.p["temperature_lr"] * self.pending
+                self.temperatures += self.p["temperature_lr"] * self.temperatures.grad / self.p["kappa"]
                 self.temperatures.clamp_(min=1e-3)
-            self.pending = None
+            self.temperatures.grad = None
 
 
 def place_trigger(entangler: Entangler, sources: np.ndarray, targets: np.ndarray, size: int, batch: int,

@@ -154,5 +154,6 @@ def test_demo_compares_ewe_with_its_baseline_before_and_after_extraction(cli, tm
         assert (tmp_path / f"{row['method']}-attacked.safetensors").is_file()
     assert ewe["clean"]["accuracy"] == baseline["clean"]["accuracy"]  # one clean model for both keys
     single = cli.json("demo", "--scheme", "backdoor", "--attack", "finetune", "--epochs", 5, "--out-dir",
-                      tmp_path / "b", "--quiet")
+                      tmp_path / "b", "--quiet", "--arch-args", '{"init": "glorot"}')
     assert [row["method"] for row in single["rows"]] == ["backdoor"]
+    assert cli.json("inspect", tmp_path / "b" / "clean.safetensors")["card"]["arch_args"]["init"] == "glorot"

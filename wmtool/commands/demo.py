@@ -8,7 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
-from wmtool.commands.common import DeviceOpt, JsonOpt, QuietOpt, SeedOpt, emit, fmt, fmt_p
+from wmtool.commands.common import (ArchArgsOpt, DeviceOpt, JsonOpt, QuietOpt, SeedOpt, emit, fmt, fmt_p,
+                                   parse_arch_args)
 from wmtool.run import Run
 
 FLAGSHIP = {  # the default demo: EWE against its baseline (κ = 0), each as a JSON object of options
@@ -30,6 +31,7 @@ def demo(
     attack_name: Annotated[str, typer.Option("--attack", help="Attack to run on each marked model.")] = "extract",
     out_dir: Annotated[Path | None, typer.Option("--out-dir", help="Keep the models and keys here.")] = None,
     epochs: Annotated[int, typer.Option("--epochs", help="Epochs of clean training.")] = 30,
+    arch_args: ArchArgsOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     device: DeviceOpt = "auto",
@@ -59,8 +61,8 @@ def demo(
     test = load_dataset("digits", "test")
     folder = out_dir or Path(tempfile.mkdtemp(prefix="wmtool-demo-"))
     folder.mkdir(parents=True, exist_ok=True)
-    clean = train_model(run, "ewe-cnn", {}, owner, epochs=epochs, batch_size=64, lr=1e-3, optimizer="adam",
-                        validation=0).model
+    clean = train_model(run, "ewe-cnn", parse_arch_args(arch_args), owner, epochs=epochs, batch_size=64, lr=1e-3,
+                        optimizer="adam", validation=0).model
     save_model(clean, folder / "clean.safetensors")
     rows = [_one_method(run, label, scheme, given, owner, attacker, test, clean, attack_name, folder)
             for label, given in methods.items()]
