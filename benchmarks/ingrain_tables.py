@@ -77,6 +77,8 @@ def victim_tag(name: str, args: argparse.Namespace) -> str:
         tag += f"-{args.init}"
     if name.startswith("P:ING") and args.ingrainer_epochs != 200:
         tag += f"-g{args.ingrainer_epochs}"
+    if args.seed:
+        tag += f"-seed{args.seed}"
     return tag
 
 
@@ -96,10 +98,11 @@ def victim(name: str, args: argparse.Namespace, owner: Path) -> dict:
     training = ["--optimizer", args.optimizer, "--lr", args.lr] if name.startswith("P:") else []
     start = time.perf_counter()
     embedded = wmtool("embed", *options, "--arch", "mlp", "--arch-args", json.dumps({"init": args.init}),
-                      "--data", owner, "-o", model, "--key-out", key, *epochs, *training, "--device", args.device)
-    verified = wmtool("verify", "--key", key, model, "--device", args.device)
-    row = {"scheme": name, "epochs": args.epochs, "tag": tag, "optimizer": args.optimizer, "lr": args.lr,
-           "init": args.init, "accuracy": embedded["test_accuracy"], "watermark": verified["details"],
+                      "--data", owner, "-o", model, "--key-out", key, *epochs, *training, "--device", args.device,
+                      "--seed", args.seed)
+    verified = wmtool("verify", "--key", key, model, "--device", args.device, "--seed", args.seed)
+    row = {"scheme": name, "epochs": args.epochs, "tag": tag, "seed": args.seed, "optimizer": args.optimizer,
+           "lr": args.lr, "init": args.init, "accuracy": embedded["test_accuracy"], "watermark": verified["details"],
            "model": str(model), "key": str(key), "seconds": round(time.perf_counter() - start, 1)}
     result.write_text(json.dumps(row, indent=1))
     print(json.dumps(row), flush=True)
@@ -132,9 +135,9 @@ def attacked(row: dict, attack: str, args: argparse.Namespace, attacker: Path) -
     out = RUNS / "models" / f"{victim_name}-{tag}.safetensors"
     start = time.perf_counter()
     report = wmtool("attack", *ATTACKS[attack](args), row["model"], "--data", attacker, "-o", out,
-                    "--device", args.device)
+                    "--device", args.device, "--seed", args.seed)
     try:
-        verified = wmtool("verify", "--key", row["key"], out, "--device", args.device)
+        verified = wmtool("verify", "--key", row["key"], out, "--device", args.device, "--seed", args.seed)
     except RuntimeError as error:  # a W:* key on the student: its parameters are gone
         if "architecture" not in str(error) and "layers do not match" not in str(error):
             raise
@@ -222,6 +225,7 @@ def main() -> None:
     parser.add_argument("--hard-weight", type=float, default=0.0,
                         help="distillation: weight of the refining set's true labels (the paper mixes them in)")
     parser.add_argument("--attacks", nargs="+", choices=sorted(ATTACKS), help="run only these attacks")
+    parser.add_argument("--seed", type=int, default=0, help="seed of victims and attacks (tagged when not 0)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--report", action="store_true")
     args = parser.parse_args()
