@@ -58,6 +58,28 @@ def test_self_gram_gradient():
     assert torch.autograd.gradcheck(SelfGram.apply, (x,))
 
 
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_snnl_gradient_matches_autograd_of_the_plain_formula(metric):
+    """The Gram-matrix shortcuts (normalising after the product, one-product backward) change no gradient."""
+    rng = np.random.default_rng(2)
+    h = torch.from_numpy(rng.normal(size=(12, 40))).requires_grad_(True)
+    groups = torch.tensor([0] * 6 + [1] * 6)
+    (ours,) = torch.autograd.grad(snnl(h, groups, 0.5, metric), h)
+    x = torch.relu(h)
+    if metric == "cosine":
+        unit = x / x.norm(dim=1, keepdim=True)
+        distances = 1 - unit @ unit.T
+    else:
+        distances = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
+    eye = torch.eye(12, dtype=torch.bool)
+    same = (groups[:, None] == groups[None, :]) & ~eye
+    logits = -distances / 0.5
+    plain = -(torch.logsumexp(logits.masked_fill(~same, float("-inf")), 1)
+              - torch.logsumexp(logits.masked_fill(eye, float("-inf")), 1)).mean()
+    (reference,) = torch.autograd.grad(plain, h)
+    torch.testing.assert_close(ours, reference, rtol=1e-6, atol=1e-9)
+
+
 def test_temperature_gradient_matches_finite_differences():
     rng = np.random.default_rng(1)
     h = torch.from_numpy(rng.random((10, 6)).astype(np.float64))

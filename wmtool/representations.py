@@ -49,13 +49,14 @@ class SelfGram(torch.autograd.Function):
 
 def pairwise_distances(x: torch.Tensor, metric: str = "cosine") -> torch.Tensor:
     """Pairwise distances between the rows of ``x``: ``1 − cos`` or squared Euclidean."""
+    if metric not in METRICS:
+        raise UserError(f"unknown distance {metric!r}; use {' or '.join(METRICS)}")
+    gram = SelfGram.apply(x)  # both metrics from the Gram matrix alone: N×N work after one product
+    squares = gram.diagonal()
     if metric == "cosine":
-        unit = x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
-        return 1 - SelfGram.apply(unit)
-    if metric == "euclidean":
-        squares = (x * x).sum(dim=1)
-        return (squares[:, None] + squares[None, :] - 2 * SelfGram.apply(x)).clamp_min(0)
-    raise UserError(f"unknown distance {metric!r}; use {' or '.join(METRICS)}")
+        norms = squares.clamp_min(1e-24).sqrt()
+        return 1 - gram / (norms[:, None] * norms[None, :])
+    return (squares[:, None] + squares[None, :] - 2 * gram).clamp_min(0)
 
 
 def snnl(h: torch.Tensor, groups: torch.Tensor, temperature: torch.Tensor | float,
