@@ -34,19 +34,16 @@ def last_layer(net):
 def run(job: AttackJob) -> AttackOutcome:
     """Fine-tune with cross-entropy on the attacker's labels, in the chosen mode."""
     p, model = job.params, job.victim
-    name = None
+    name, trainable = None, None
     if p["mode"] != "ftal":
         name, head = last_layer(model.net)
         if p["mode"] in ("rtll", "rtal"):
             head.reset_parameters()
         if p["mode"] in ("ftll", "rtll"):
-            head_params = {id(w) for w in head.parameters()}
-            for w in model.parameters():
-                w.requires_grad_(id(w) in head_params)
+            trainable = head
     fit_supervised(model, job.data.x, job.data.y, epochs=p["epochs"], batch_size=p["batch_size"], lr=p["lr"],
-                   optimizer=p["optimizer"], seed=job.seed, progress=job.progress, description=f"fine-tuning ({p['mode']})")
-    for w in model.parameters():
-        w.requires_grad_(True)
+                   optimizer=p["optimizer"], seed=job.seed, trainable=trainable, progress=job.progress,
+                   description=f"fine-tuning ({p['mode']})")
     return AttackOutcome(model, details={"mode": p["mode"], "last_layer": name})
 
 

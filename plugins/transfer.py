@@ -42,17 +42,6 @@ def classifier_head(net):
     return parent, attribute, getattr(parent, attribute)
 
 
-def _train(model, x, y, trainable, p, epochs, seed, progress, description) -> None:
-    """Train ``model`` on (x, y) with only the parameters of ``trainable`` (None: all) updated."""
-    allowed = None if trainable is None else {id(w) for w in trainable.parameters()}
-    for w in model.parameters():
-        w.requires_grad_(allowed is None or id(w) in allowed)
-    fit_supervised(model, x, y, epochs=epochs, batch_size=p["batch_size"], lr=p["lr"], seed=seed,
-                   progress=progress, description=description)
-    for w in model.parameters():
-        w.requires_grad_(True)
-
-
 def run(job: AttackJob) -> AttackOutcome:
     """Replace the head, train on the new task, then map the output back to the victim's classes."""
     import torch
@@ -69,15 +58,17 @@ def run(job: AttackJob) -> AttackOutcome:
     device = original.weight.device
     torch.manual_seed(job.seed)
     setattr(parent, attribute, torch.nn.Linear(original.in_features, new_train.num_classes).to(device))
-    _train(model, new_train.x, new_train.y, getattr(parent, attribute) if p["layers"] == "head" else None, p,
-           p["epochs"], job.seed, job.progress, f"transferring ({p['layers']}) to {p['new_data']}")
+    fit_supervised(model, new_train.x, new_train.y, epochs=p["epochs"], batch_size=p["batch_size"], lr=p["lr"],
+                   seed=job.seed, trainable=getattr(parent, attribute) if p["layers"] == "head" else None,
+                   progress=job.progress, description=f"transferring ({p['layers']}) to {p['new_data']}")
     new_accuracy = accuracy(model.eval(), new_test.x, new_test.y)
     if p["map_back"] == "restore":
         setattr(parent, attribute, copy.deepcopy(original))
     else:
         setattr(parent, attribute, torch.nn.Linear(original.in_features, original.out_features).to(device))
-        _train(model.train(), job.data.x, job.data.y, getattr(parent, attribute), p, p["head_epochs"], job.seed + 1,
-               job.progress, "retraining the head for the victim's classes")
+        fit_supervised(model.train(), job.data.x, job.data.y, epochs=p["head_epochs"], batch_size=p["batch_size"],
+                       lr=p["lr"], seed=job.seed + 1, trainable=getattr(parent, attribute), progress=job.progress,
+                       description="retraining the head for the victim's classes")
     return AttackOutcome(model, details={"new_data": p["new_data"], "new_classes": new_train.num_classes,
                                          "new_task_accuracy": new_accuracy, "head": attribute,
                                          "layers": p["layers"], "map_back": p["map_back"]})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from contextlib import contextmanager
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -73,21 +74,49 @@ def to_device(batch: Batch, device: torch.device | str) -> Batch:
     return batch
 
 
+@contextmanager
+def only_trainable(model: nn.Module, trainable: nn.Module | None) -> Iterator[list[nn.Parameter]]:
+    """Within the block only ``trainable``'s parameters (None: all of ``model``'s) require gradients;
+    yields them. The others are frozen, and restored afterwards whatever happens."""
+    chosen = list((trainable if trainable is not None else model).parameters())
+    kept = {id(w) for w in chosen}
+    frozen = [w for w in model.parameters() if w.requires_grad and id(w) not in kept]
+    for w in frozen:
+        w.requires_grad_(False)
+    try:
+        yield chosen
+    finally:
+        for w in frozen:
+            w.requires_grad_(True)
+
+
 def fit(model: nn.Module, epoch_batches: Callable[[int], Iterable[Batch]], *, epochs: int, lr: float,
         optimizer: str = "adam", optimizer_options: dict[str, Any] | None = None,
         loss: Callable[[nn.Module, Batch], torch.Tensor] = cross_entropy,
         after_step: Callable[[], None] | None = None, steps_per_epoch: int | None = None,
-        progress: Progress = SILENT, description: str = "training") -> list[float]:
+        trainable: nn.Module | None = None, progress: Progress = SILENT,
+        description: str = "training") -> list[float]:
     """Train ``model`` in place and return the mean loss of each epoch.
 
     ``epoch_batches(epoch)`` yields the batches of one epoch (CPU tensors, moved to the model's
-    device here); ``loss(model, batch)`` turns one into a scalar. ``extra_param_groups`` adds
-    optimizer parameter groups beyond the model's own (e.g. learned temperatures).
+    device here); ``loss(model, batch)`` turns one into a scalar. ``trainable`` (a submodule, e.g. the
+    last layer) limits the update to its parameters; the rest of the model stays as it is.
     """
     if epochs < 0 or lr <= 0:
         raise UserError(f"epochs must be ≥ 0 and the learning rate positive (got {epochs}, {lr})")
+    with only_trainable(model, trainable) as parameters:
+        return _fit(model, epoch_batches, parameters, epochs=epochs, lr=lr, optimizer=optimizer,
+                    optimizer_options=optimizer_options, loss=loss, after_step=after_step,
+                    steps_per_epoch=steps_per_epoch, progress=progress, description=description)
+
+
+def _fit(model: nn.Module, epoch_batches: Callable[[int], Iterable[Batch]], parameters: list[nn.Parameter], *,
+         epochs: int, lr: float, optimizer: str, optimizer_options: dict[str, Any] | None,
+         loss: Callable[[nn.Module, Batch], torch.Tensor], after_step: Callable[[], None] | None,
+         steps_per_epoch: int | None, progress: Progress, description: str) -> list[float]:
+    """The loop of :func:`fit` over the given parameters."""
     device = next(model.parameters()).device
-    opt = make_optimizer(optimizer, model.parameters(), lr, **(optimizer_options or {}))
+    opt = make_optimizer(optimizer, parameters, lr, **(optimizer_options or {}))
     history = []
     total = epochs * steps_per_epoch if steps_per_epoch else epochs
     with progress.task(description, total) as advance:
@@ -116,14 +145,15 @@ def fit(model: nn.Module, epoch_batches: Callable[[int], Iterable[Batch]], *, ep
 def fit_supervised(model: nn.Module, x: np.ndarray, y: np.ndarray, *, epochs: int, batch_size: int, lr: float,
                    seed: int, optimizer: str = "adam", optimizer_options: dict[str, Any] | None = None,
                    shuffle: bool = True, loss: Callable[[nn.Module, Batch], torch.Tensor] = cross_entropy,
-                   after_step: Callable[[], None] | None = None, progress: Progress = SILENT,
-                   description: str = "training") -> list[float]:
-    """Train ``model`` on (x, y) (labels, or per-class probabilities for a suitable ``loss``),
-    shuffled each epoch by ``seed`` unless ``shuffle`` is False."""
+                   after_step: Callable[[], None] | None = None, trainable: nn.Module | None = None,
+                   progress: Progress = SILENT, description: str = "training") -> list[float]:
+    """Train ``model`` (or only its submodule ``trainable``) on (x, y) (labels, or per-class probabilities
+    for a suitable ``loss``), shuffled each epoch by ``seed`` unless ``shuffle`` is False."""
     rng = np.random.default_rng(seed) if shuffle else None
     return fit(model, lambda epoch: batches(x, y, batch_size, rng), epochs=epochs, lr=lr, optimizer=optimizer,
                optimizer_options=optimizer_options, loss=loss, after_step=after_step,
-               steps_per_epoch=-(-len(y) // batch_size), progress=progress, description=description)
+               steps_per_epoch=-(-len(y) // batch_size), trainable=trainable, progress=progress,
+               description=description)
 
 
 def accuracy(model: Any, x: np.ndarray, y: np.ndarray) -> float:
