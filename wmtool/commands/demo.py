@@ -8,8 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from wmtool.commands.common import (ArchArgsOpt, DeviceOpt, JsonOpt, QuietOpt, SeedOpt, emit, fmt, fmt_p,
-                                   parse_arch_args)
+from wmtool.commands.common import DeviceOpt, JsonOpt, QuietOpt, SeedOpt, emit, fmt, fmt_p, parse_arch_args
 from wmtool.run import Run
 
 FLAGSHIP = {  # the default demo: EWE against its baseline (κ = 0), each as a JSON object of options
@@ -31,7 +30,8 @@ def demo(
     attack_name: Annotated[str, typer.Option("--attack", help="Attack to run on each marked model.")] = "extract",
     out_dir: Annotated[Path | None, typer.Option("--out-dir", help="Keep the models and keys here.")] = None,
     epochs: Annotated[int, typer.Option("--epochs", help="Epochs of clean training.")] = 30,
-    arch_args: ArchArgsOpt = None,
+    arch_args: Annotated[str | None, typer.Option("--arch-args", help=(
+        "JSON object of the clean ewe-cnn's arguments, e.g. '{\"init\": \"glorot\"}'."))] = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     device: DeviceOpt = "auto",
