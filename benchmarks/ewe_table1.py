@@ -3,10 +3,11 @@ extraction, over several seeds. Resumable: each dataset × method × seed result
 benchmarks/runs/ewe/ when it finishes and skipped when present.
 
 Run:     python benchmarks/ewe_table1.py [--seeds 0 1 2] [--device auto] [--only mnist] [--setting authors]
-         [--init glorot]
+         [--init glorot|torch]
 Report:  python benchmarks/ewe_table1.py --report      (markdown table of what has finished)
 
-Settings (the authors' reference code, see ../shared/papers/README.md): ewe-cnn, batch 512 (Fashion:
+Settings (the authors' reference code, see ../shared/papers/README.md): ewe-cnn with TensorFlow's Glorot
+initialisation (victim and extracted model; `--init torch` for torch's defaults), batch 512 (Fashion:
 128), Adam lr 1e-3, 10 clean + 10 watermark epochs, r = 1 (Fashion: 2), κ = 32 on 3 layers, T = 1
 learned (lr 0.1), cosine SNNL at temperature 100/T, OOD watermarks (MNIST task: Fashion-MNIST class 1
 → 7; Fashion task: MNIST class 8 → 0), FGSM refinement; extraction: a fresh ewe-cnn trained for 20
@@ -126,7 +127,7 @@ def main() -> None:
     parser.add_argument("--only", choices=sorted(SETTINGS), nargs="+", default=list(SETTINGS))
     parser.add_argument("--methods", choices=("ewe", "baseline"), nargs="+", default=["ewe", "baseline"])
     parser.add_argument("--setting", choices=("algorithm", "authors"), nargs="+", default=["authors"])
-    parser.add_argument("--init", choices=("torch", "glorot"), default="torch",
+    parser.add_argument("--init", choices=("torch", "glorot"), default="glorot",
                         help="initial weights of victim and extracted model (glorot: the authors' TensorFlow default)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--report", action="store_true")
