@@ -189,7 +189,7 @@ def distillation_report() -> None:
     import re
 
     print("\nDistillation of the P:* schemes by epochs (classification accuracy / normalised watermark accuracy)\n")
-    print("| scheme | victim epochs | victim training | victim | distillation epochs | hard-label weight | T | "
+    print("| scheme | victim epochs | victim variant | victim | distillation epochs | hard-label weight | T | "
           "distilled | claimed |")
     print("|---|---|---|---|---|---|---|---|---|")
     pattern = re.compile(r"attack-(P:[^-]+)-e(\d+)((?:-[a-z][\w.]*)*)-distill-T(\d+)(?:-h([\d.]+))?-a(\d+)\.json")
@@ -198,13 +198,13 @@ def distillation_report() -> None:
         found = pattern.fullmatch(path.name)
         if found:
             scheme, epochs, training, temperature, hard, attack_epochs = found.groups()
-            rows.append((scheme, int(epochs), training.strip("-") or "adam", int(attack_epochs), float(hard or 0),
-                         int(temperature), json.loads(path.read_text())))
+            rows.append((scheme, int(epochs), training, int(attack_epochs), float(hard or 0), int(temperature),
+                         json.loads(path.read_text())))
     for scheme, epochs, training, attack_epochs, hard, temperature, entry in sorted(rows, key=lambda r: r[:6]):
-        victim_file = RUNS / f"victim-{scheme}-e{epochs}{'-' + training if training != 'adam' else ''}.json"
+        victim_file = RUNS / f"victim-{scheme}-e{epochs}{training}.json"
         trained = json.loads(victim_file.read_text()) if victim_file.exists() else None
         victim_cell = f"{trained['accuracy']:.3f} / {trained['watermark']['normalised']:.2f}" if trained else "–"
-        print(f"| {scheme} | {epochs} | {training} | {victim_cell} | {attack_epochs} | {hard:g} | {temperature} | "
+        print(f"| {scheme} | {epochs} | {training.strip('-') or 'default'} | {victim_cell} | {attack_epochs} | {hard:g} | {temperature} | "
               f"{entry['accuracy']:.3f} / {entry['watermark']['normalised']:.3f} | "
               f"{'yes' if entry['claimed'] else 'no'} |")
 

@@ -66,7 +66,7 @@ def snnl(h: torch.Tensor, groups: torch.Tensor, temperature: torch.Tensor | floa
     ``-mean_i log( Σ_{j≠i, same group} e^{-d_ij/T} / Σ_{k≠i} e^{-d_ik/T} )``, computed with
     log-sum-exp. As in the EWE authors' code, a ReLU is applied to ``h`` first and each representation
     is flattened. High values mean the groups are entangled. Points alone in their group are skipped;
-    with none left it raises ``ValueError`` (on a GPU, where checking would stall every step, it is NaN).
+    with none left it raises ``ValueError`` on the CPU (on a GPU, where checking would stall every step, NaN).
     """
     x = torch.relu(h).flatten(1)
     logits = -pairwise_distances(x, metric) / temperature
@@ -75,6 +75,6 @@ def snnl(h: torch.Tensor, groups: torch.Tensor, temperature: torch.Tensor | floa
     log_all = torch.logsumexp(logits.masked_fill(self_mask, float("-inf")), dim=1)
     log_same = torch.logsumexp(logits.masked_fill(~same, float("-inf")), dim=1)
     valid = same.any(dim=1)
-    if not x.is_cuda and not valid.any():  # on a GPU this check would wait for the GPU at every step: NaN there
+    if x.device.type == "cpu" and not valid.any():  # elsewhere the check would wait for the device every step
         raise ValueError("the soft-nearest-neighbour loss needs at least two points in some group")
     return -torch.where(valid, log_same - log_all, 0.0).sum() / valid.sum()

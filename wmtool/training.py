@@ -104,22 +104,11 @@ def fit(model: nn.Module, epoch_batches: Callable[[int], Iterable[Batch]], *, ep
     """
     if epochs < 0 or lr <= 0:
         raise UserError(f"epochs must be ≥ 0 and the learning rate positive (got {epochs}, {lr})")
-    with only_trainable(model, trainable) as parameters:
-        return _fit(model, epoch_batches, parameters, epochs=epochs, lr=lr, optimizer=optimizer,
-                    optimizer_options=optimizer_options, loss=loss, after_step=after_step,
-                    steps_per_epoch=steps_per_epoch, progress=progress, description=description)
-
-
-def _fit(model: nn.Module, epoch_batches: Callable[[int], Iterable[Batch]], parameters: list[nn.Parameter], *,
-         epochs: int, lr: float, optimizer: str, optimizer_options: dict[str, Any] | None,
-         loss: Callable[[nn.Module, Batch], torch.Tensor], after_step: Callable[[], None] | None,
-         steps_per_epoch: int | None, progress: Progress, description: str) -> list[float]:
-    """The loop of :func:`fit` over the given parameters."""
     device = next(model.parameters()).device
-    opt = make_optimizer(optimizer, parameters, lr, **(optimizer_options or {}))
     history = []
     total = epochs * steps_per_epoch if steps_per_epoch else epochs
-    with progress.task(description, total) as advance:
+    with only_trainable(model, trainable) as parameters, progress.task(description, total) as advance:
+        opt = make_optimizer(optimizer, parameters, lr, **(optimizer_options or {}))
         for epoch in range(epochs):
             model.train()
             losses = []
