@@ -69,7 +69,7 @@ def split_data(folder: Path) -> tuple[Path, Path]:
 
 def victim_tag(name: str, args: argparse.Namespace) -> str:
     """The result-file tag of one victim: its epochs, then whatever differs from the defaults (optimizer and
-    learning rate, initialisation, ingrainer epochs)."""
+    learning rate, initialisation, ingrainer epochs, ingrainer optimizer and learning rate)."""
     tag = f"e{args.epochs}"
     if args.optimizer != "adam" or args.lr != 1e-3:
         tag += f"-{args.optimizer}{args.lr:g}"
@@ -77,6 +77,8 @@ def victim_tag(name: str, args: argparse.Namespace) -> str:
         tag += f"-{args.init}"
     if name.startswith("P:ING") and args.ingrainer_epochs != 200:
         tag += f"-g{args.ingrainer_epochs}"
+    if name.startswith("P:ING") and args.ingrainer_optimizer:
+        tag += f"-g{args.ingrainer_optimizer}{args.ingrainer_lr if args.ingrainer_lr is not None else args.lr:g}"
     if args.seed:
         tag += f"-seed{args.seed}"
     return tag
@@ -91,7 +93,9 @@ def victim(name: str, args: argparse.Namespace, owner: Path) -> dict:
     if result.exists() and model.exists():
         return json.loads(result.read_text())
     options, _ = SCHEMES[name]
-    epochs = (["--epochs", args.epochs, "--ingrainer-epochs", args.ingrainer_epochs] if "ingrain" in options
+    ingrainer = ["--ingrainer-optimizer", args.ingrainer_optimizer] if args.ingrainer_optimizer else []
+    ingrainer += ["--ingrainer-lr", args.ingrainer_lr] if args.ingrainer_lr is not None else []
+    epochs = (["--epochs", args.epochs, "--ingrainer-epochs", args.ingrainer_epochs, *ingrainer] if "ingrain" in options
               else ["--epochs", args.epochs] if "capacity" in options
               else ["--clean-epochs", args.epochs] if "lsb" in options
               else ["--clean-epochs", args.epochs - args.mark_epochs, "--epochs", args.mark_epochs])
@@ -214,6 +218,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10, help="victim training epochs (the paper: 500)")
     parser.add_argument("--mark-epochs", type=int, default=3, help="of those, epochs with the W:SGN/COR/STA term")
     parser.add_argument("--ingrainer-epochs", type=int, default=200, help="(the paper: 1,000)")
+    parser.add_argument("--ingrainer-optimizer", choices=("adam", "adadelta", "sgd"),
+                        help="P:ING's ingrainer optimizer (default: the victim's)")
+    parser.add_argument("--ingrainer-lr", type=float, help="P:ING's ingrainer learning rate (default: the victim's)")
     parser.add_argument("--optimizer", default="adam", choices=("adam", "adadelta", "sgd"),
                         help="P:* victims' optimizer (the paper: adadelta, lr 0.1)")
     parser.add_argument("--lr", type=float, default=1e-3, help="P:* victims' learning rate")

@@ -30,6 +30,9 @@ INGRAIN = (
     Option("strength", float, 2.0, "ingrain coefficient λ", min=0.0),
     Option("temperature", float, 10.0, "classifier temperature T in the ingrain loss", min=1e-3),
     Option("ingrainer_epochs", int, 200, "epochs of ingrainer training on D_S (the paper: 1,000)", min=0),
+    Option("ingrainer_optimizer", str, None, "the ingrainer's optimizer (default: the classifier's)",
+           choices=("adam", "adadelta", "sgd")),
+    Option("ingrainer_lr", float, None, "the ingrainer's learning rate (default: the classifier's)", min=0.0),
     *COMMON,
 )
 
@@ -70,10 +73,12 @@ def ingrainer_outputs(job: EmbedJob, inputs: np.ndarray, labels: np.ndarray) -> 
     import torch
 
     p = job.params
+    optimizer = p["ingrainer_optimizer"] or p["optimizer"]
+    lr = p["lr"] if p["ingrainer_lr"] is None else p["ingrainer_lr"]
     torch.manual_seed(job.seed + 1)
     ingrainer = fresh_model_for(job.model.card, job.registry).to(job.device)
-    fit_supervised(ingrainer, inputs, labels, epochs=p["ingrainer_epochs"], batch_size=p["batch_size"], lr=p["lr"],
-                   optimizer=p["optimizer"], optimizer_options=optimizer_options(p["optimizer"]), seed=job.seed,
+    fit_supervised(ingrainer, inputs, labels, epochs=p["ingrainer_epochs"], batch_size=p["batch_size"], lr=lr,
+                   optimizer=optimizer, optimizer_options=optimizer_options(optimizer), seed=job.seed,
                    progress=job.progress, description="training ingrainer")
     logits = ingrainer.predict_logits(job.data.x)
     return torch.softmax(torch.from_numpy(logits), dim=1).numpy()

@@ -154,3 +154,27 @@ def test_bits_claim_needs_the_minimum_accuracy_as_well_as_significance(cli, mlps
     verdict = cli.json("verify", "--key", key_path, clean, expect=1)
     assert verdict["p_value"] < 0.01 and verdict["success_rate"] == pytest.approx(0.53, abs=0.001)
     assert not verdict["claimed"]
+
+
+def test_the_ingrainer_trains_with_its_own_optimizer_or_else_the_classifiers(monkeypatch):
+    import wmtool_plugins.ingrain as ingrain
+
+    class Net:
+        def to(self, device):
+            return self
+
+        def predict_logits(self, x):
+            return np.zeros((len(x), 10), dtype=np.float32)
+
+    seen = []
+    monkeypatch.setattr(ingrain, "fresh_model_for", lambda card, registry: Net())
+    monkeypatch.setattr(ingrain, "fit_supervised",
+                        lambda net, x, y, **kw: seen.append((kw["optimizer"], kw["lr"], kw["optimizer_options"])))
+    base = {"ingrainer_epochs": 1, "batch_size": 8, "optimizer": "adam", "lr": 1e-3}
+    for own in ({"ingrainer_optimizer": None, "ingrainer_lr": None},
+                {"ingrainer_optimizer": "adadelta", "ingrainer_lr": 0.1}):
+        job = SimpleNamespace(params={**base, **own}, seed=0, model=SimpleNamespace(card=None), registry=None,
+                              device="cpu", progress=None, data=SimpleNamespace(x=np.zeros((4, 1, 8, 8))))
+        soft = ingrain.ingrainer_outputs(job, np.zeros((2, 1, 8, 8)), np.zeros(2, dtype=np.int64))
+        assert soft.shape == (4, 10) and np.allclose(soft, 0.1)
+    assert seen == [("adam", 1e-3, {}), ("adadelta", 0.1, {"rho": 0.95, "eps": 1e-8})]
