@@ -77,8 +77,9 @@ def victim_tag(name: str, args: argparse.Namespace) -> str:
         tag += f"-{args.init}"
     if name.startswith("P:ING") and args.ingrainer_epochs != 200:
         tag += f"-g{args.ingrainer_epochs}"
-    if name.startswith("P:ING") and args.ingrainer_optimizer:
-        tag += f"-g{args.ingrainer_optimizer}{args.ingrainer_lr if args.ingrainer_lr is not None else args.lr:g}"
+    if name.startswith("P:ING") and (args.ingrainer_optimizer or args.ingrainer_lr is not None):
+        lr = args.lr if args.ingrainer_lr is None else args.ingrainer_lr
+        tag += f"-g{args.ingrainer_optimizer or args.optimizer}{lr:g}"
     if args.seed:
         tag += f"-seed{args.seed}"
     return tag
