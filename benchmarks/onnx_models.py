@@ -13,8 +13,8 @@ import onnx
 import torch
 
 from wmtool.data import load_dataset
-from wmtool.onnx_io import OnnxPredictor, card_of, read_onnx
-from wmtool.onnx_torch import OnnxModule
+from wmtool_plugins.onnx_format import OnnxPredictor, card_of, read_onnx
+from wmtool_plugins.onnx_graph import OnnxModule
 from wmtool.preprocessing import Preprocessing
 from wmtool.training import accuracy
 

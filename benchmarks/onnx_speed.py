@@ -22,7 +22,7 @@ import torch
 from wmtool.data import load_dataset
 from wmtool.model_card import ModelCard
 from wmtool.models import build_model, load_model, save_model
-from wmtool.onnx_io import OnnxPredictor, card_of, read_onnx
+from wmtool_plugins.onnx_format import OnnxPredictor, card_of, read_onnx
 from wmtool.plugins import get_registry
 from wmtool.preprocessing import Preprocessing
 from wmtool.training import fit_supervised
@@ -68,7 +68,7 @@ def training(repeats: int) -> None:
     native = build_model(registry, ModelCard("ewe-cnn", (1, 28, 28), 10))
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "m.onnx"
-        save_model(native, path)
+        save_model(native, path, registry, force=True)
         converted = load_model(path, registry)
     data = load_dataset(str(SHARED / "data" / "mnist"), "train", limit=5120, seed=0)
     times = {"native": [], "converted": []}

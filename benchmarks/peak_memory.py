@@ -46,9 +46,10 @@ def build(width: int) -> tuple[Path, Path, Path]:
         import torch
 
         torch.manual_seed(0)
-        model = build_model(get_registry(), ModelCard("mlp", (1, 28, 28), 10, {"width": width}))
-        save_model(model, tensors)
-        save_model(model, graph)
+        registry = get_registry()
+        model = build_model(registry, ModelCard("mlp", (1, 28, 28), 10, {"width": width}))
+        save_model(model, tensors, registry, force=True)
+        save_model(model, graph, registry, force=True)
     return tensors, graph, key
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from wmtool.api import (Embedder, EmbedJob, EmbedOutcome, Option, PENALTY_OPTIONS, bits_outcome, choose_bits,
+from wmtool.api import (Embedder, Key, EmbedJob, EmbedOutcome, Option, PENALTY_OPTIONS, bits_outcome, choose_bits,
                         hookimpl, regenerate_bits, train_with_penalty)
 
 WMTOOL_API_VERSION = 1
@@ -38,8 +38,14 @@ def embed(job: EmbedJob) -> EmbedOutcome:
     return bits_outcome(job, "correlation", name, parameter, {"bits": bits, "positions": positions})
 
 
+def decode(weight: np.ndarray, key: Key) -> np.ndarray:
+    """Whether each of the key's positions lies above their mean."""
+    values = weight.reshape(-1)[key.array("positions")]
+    return (values > values.mean()).astype(np.uint8)
+
+
 @hookimpl
 def register_embedders(register):
     """Register the ``correlation`` embedder."""
     register(Embedder("correlation", "W:COR: parameters correlated with a secret bit string (white-box)",
-                      embed, OPTIONS, verifier="bits", regenerate=regenerate_bits))
+                      embed, OPTIONS, verifier="bits", regenerate=regenerate_bits, decode=decode))

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from wmtool.api import Attack, AttackJob, AttackOutcome, Dataset, Option, UserError, capture, fit, fresh_model_for, \
-    hookimpl, interleaved_batches, load_dataset, snnl, stamp
+from wmtool.api import Attack, AttackJob, AttackOutcome, Dataset, Option, UserError, fit, fresh_model_for, hookimpl, \
+    interleaved_batches, load_dataset, stamp
 
 WMTOOL_API_VERSION = 1
 
@@ -57,7 +57,7 @@ def guessed_watermarks(p: dict, data: Dataset, labels: np.ndarray, rng: np.rando
         return source, target, pool.x[pool.y == source]
     if not p["key"]:
         raise UserError("disentangle: give --key (its trigger) or --ood-data (the watermarks' dataset)")
-    from wmtool.keys import load_key
+    from wmtool.api import load_key
 
     params = load_key(p["key"]).params
     if "corner" not in params or "trigger_size" not in params:
@@ -84,6 +84,8 @@ def run(job: AttackJob) -> AttackOutcome:
         list(job.registry.layers_of(student.card.arch))
     if p["strength"] and not layers:
         raise UserError(f"architecture {student.card.arch} names no layers to disentangle; pass --layers")
+
+    from wmtool.api import capture, snnl
 
     def loss(net, batch):
         x, y, marked = batch

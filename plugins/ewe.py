@@ -92,14 +92,14 @@ class Entangler:
 
     def value(self, reps: dict, groups):
         """Σ_l SNNL(h_l, groups, scale/T_l)."""
-        from wmtool.representations import snnl
+        from wmtool.api import snnl
 
         return sum(snnl(reps[name], groups, self.p["temperature_scale"] / self.temperatures[i], self.p["metric"])
                    for i, name in enumerate(self.layers))
 
     def input_gradient(self, inputs, groups):
         """∂ Σ SNNL / ∂ inputs."""
-        from wmtool.representations import capture
+        from wmtool.api import capture
 
         inputs = inputs.clone().requires_grad_(True)
         with capture(self.model, self.layers) as reps:
@@ -116,7 +116,7 @@ class Entangler:
         x, y, marked = batch
         if not marked or self.p["kappa"] == 0:
             return F.cross_entropy(net(x), y, reduction="sum")
-        from wmtool.representations import capture
+        from wmtool.api import capture
 
         with capture(net, self.layers) as reps:
             logits = net(x)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from wmtool.api import (Embedder, EmbedJob, EmbedOutcome, Option, PENALTY_OPTIONS, bits_outcome, choose_bits,
+from wmtool.api import (Embedder, Key, EmbedJob, EmbedOutcome, Option, PENALTY_OPTIONS, bits_outcome, choose_bits,
                         clean_training, hookimpl, regenerate_bits)
 
 WMTOOL_API_VERSION = 1
@@ -28,8 +28,14 @@ def embed(job: EmbedJob) -> EmbedOutcome:
     return bits_outcome(job, "lsb", name, parameter, {"bits": bits, "positions": positions})
 
 
+def decode(weight: np.ndarray, key: Key) -> np.ndarray:
+    """The lowest mantissa bit of the key's positions."""
+    values = weight.reshape(-1)[key.array("positions")]
+    return (np.ascontiguousarray(values, dtype=np.float32).view(np.uint32) & 1).astype(np.uint8)
+
+
 @hookimpl
 def register_embedders(register):
     """Register the ``lsb`` embedder."""
     register(Embedder("lsb", "W:LSB: bits in the least significant mantissa bit of parameters (white-box)",
-                      embed, OPTIONS, verifier="bits", regenerate=regenerate_bits))
+                      embed, OPTIONS, verifier="bits", regenerate=regenerate_bits, decode=decode))

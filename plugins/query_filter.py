@@ -42,18 +42,16 @@ def average_path_length(n: np.ndarray) -> np.ndarray:
 
 
 def _filtered_classifier(input_shape, num_classes, inner, inner_args, layer, detector, features, references,
-                         neighbours, trees, nodes, depth):
+                         neighbours, trees, nodes, depth, registry):
     """The victim's architecture wrapped with a detector whose fitted state lives in buffers."""
     import torch
     from torch import nn
-
-    from wmtool.plugins import get_registry
 
     class FilteredClassifier(nn.Module):
         def __init__(self) -> None:
             super().__init__()
             card = ModelCard(inner, tuple(input_shape), num_classes, json_object(inner_args, "inner_args"))
-            self.inner = build_model(get_registry(), card).net
+            self.inner = build_model(registry, card).net
             modules = dict(self.inner.named_modules())
             if layer not in modules:
                 raise UserError(f"architecture {inner} has no layer {layer!r}")
@@ -165,10 +163,10 @@ def run(job: AttackJob) -> AttackOutcome:
 
     import torch
 
-    from wmtool.keys import load_key
+    from wmtool.api import load_key
 
     p, victim = job.params, job.victim
-    layers = job.registry.layers_of(victim.card.arch) if victim.card.arch != "onnx" else ()
+    layers = job.registry.layers_of(victim.card.arch)
     layer = p["layer"] or (layers[-1] if layers else None)
     if layer is None:
         raise UserError(f"architecture {victim.card.arch} names no hidden layers: give --layer")
@@ -221,6 +219,7 @@ def register_architectures(register):
                  Option("trees", int, 1, "Isolation Forest trees", min=1),
                  Option("nodes", int, 1, "Isolation Forest nodes per tree (padded)", min=1),
                  Option("depth", int, 0, "Isolation Forest depth", min=0)),
+        needs_registry=True,
     ))
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from wmtool.api import (Embedder, EmbedJob, EmbedOutcome, Option, PENALTY_OPTIONS, bits_outcome, choose_bits,
+from wmtool.api import (Embedder, Key, EmbedJob, EmbedOutcome, Option, PENALTY_OPTIONS, bits_outcome, choose_bits,
                         hookimpl, regenerate_bits, train_with_penalty)
 
 WMTOOL_API_VERSION = 1
@@ -29,8 +29,13 @@ def embed(job: EmbedJob) -> EmbedOutcome:
     return bits_outcome(job, "sign", name, parameter, {"bits": bits, "positions": positions})
 
 
+def decode(weight: np.ndarray, key: Key) -> np.ndarray:
+    """The sign of the key's positions (1: positive)."""
+    return (weight.reshape(-1)[key.array("positions")] > 0).astype(np.uint8)
+
+
 @hookimpl
 def register_embedders(register):
     """Register the ``sign`` embedder."""
     register(Embedder("sign", "W:SGN: parameter signs forced to a bit string by a penalty (white-box)",
-                      embed, OPTIONS, verifier="bits", regenerate=regenerate_bits))
+                      embed, OPTIONS, verifier="bits", regenerate=regenerate_bits, decode=decode))

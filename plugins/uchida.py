@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from wmtool.api import (Embedder, EmbedJob, EmbedOutcome, Option, PENALTY_OPTIONS, UserError, bits_outcome,
-                        choose_bits, hookimpl, regenerate_bits, train_with_penalty)
+from wmtool.api import (Embedder, Key, EmbedJob, EmbedOutcome, Option, PENALTY_OPTIONS, UserError, bits_outcome,
+                        choose_bits, hookimpl, train_with_penalty)
 
 WMTOOL_API_VERSION = 1
 
@@ -39,8 +39,25 @@ def embed(job: EmbedJob) -> EmbedOutcome:
     return bits_outcome(job, "uchida", name, parameter, {"bits": bits, "projection": projection})
 
 
+def decode(weight: np.ndarray, key: Key) -> np.ndarray:
+    """The signs of the key's projection of the weight's mean over output units."""
+    mean = weight.reshape(len(weight), -1).mean(0)
+    return (key.array("projection") @ mean > 0).astype(np.uint8)
+
+
+def regenerate(key: Key) -> dict[str, np.ndarray]:
+    """The key's bits and projection as its seed generates them (the order of :func:`embed`)."""
+    p = key.params
+    if p.get("seed") is None:
+        return {}
+    rng = np.random.default_rng(p["seed"])
+    bits = rng.integers(0, 2, p["bits"]).astype(np.uint8)
+    width = int(np.prod([int(v) for v in p["shape"]][1:]))
+    return {"bits": bits, "projection": rng.standard_normal((len(bits), width)).astype(np.float32)}
+
+
 @hookimpl
 def register_embedders(register):
     """Register the ``uchida`` embedder."""
     register(Embedder("uchida", "W:STA: Uchida's regulariser on a secret projection of mean weights (white-box)",
-                      embed, OPTIONS, verifier="bits", regenerate=regenerate_bits))
+                      embed, OPTIONS, verifier="bits", regenerate=regenerate, decode=decode))

@@ -70,3 +70,15 @@ def test_a_plugin_for_another_api_version_is_refused(monkeypatch):
     registry = plugins.get_registry()
     assert registry.problems == ["plugin 'future' from future-dist needs plugin API 99, this wmtool provides 1; "
                                  "not loaded"]
+
+
+def test_hook_register_commands_adds_the_example_command(cli, digits_models, tmp_path):
+    marked, key = tmp_path / "fs.safetensors", tmp_path / "fs.json"
+    made = cli.json("embed", "--scheme", "frontier-stitching", digits_models["clean"], "-o", marked,
+                    "--key-out", key, "--keys", 20, "--eps", 0.15)
+    shown = cli("frontier-keys", key).stdout.splitlines()
+    assert shown[0] == f"20 key inputs: {made['params']['true_adversaries']} true adversaries, " \
+                       f"{20 - made['params']['true_adversaries']} false"
+    assert sum(int(line.split()[2]) for line in shown[1:]) == made["params"]["true_adversaries"]
+    refused = cli("frontier-keys", digits_models["key"], expect=2)
+    assert refused.stderr.strip() == f"error: {digits_models['key']}: a backdoor key, not a frontier-stitching one"

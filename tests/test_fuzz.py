@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from conftest import SHARED
 from wmtool.errors import UserError
 from wmtool.keys import _checksum, key_from_json, key_to_json, load_key
-from wmtool.models import read_header
+from wmtool_plugins.safetensors_format import read_header
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
 JSON_VALUES = st.recursive(st.none() | st.booleans() | st.integers(-2**40, 2**40) | st.floats(allow_nan=False)
@@ -123,7 +123,7 @@ def test_model_files_truncated_or_flipped_end_in_one_line(cli, digits_models, tm
 @FUZZ
 @given(raw=st.binary(max_size=1024))
 def test_onnx_loader_random_bytes(tmp_path_factory, raw):
-    from wmtool.onnx_io import read_onnx, read_onnx_graph
+    from wmtool_plugins.onnx_format import read_onnx, read_onnx_graph
 
     path = tmp_path_factory.mktemp("o") / "m.onnx"
     path.write_bytes(raw)
@@ -163,7 +163,7 @@ def test_npz_dataset_reader(tmp_path_factory, n, shape, labels, dtype):
 def test_nan_weights_are_refused(cli, digits_models, tmp_path):
     from safetensors.torch import load_file, save_file
 
-    from wmtool.models import read_header
+    from wmtool_plugins.safetensors_format import read_header
 
     tensors = load_file(str(digits_models["clean"]))
     name = sorted(tensors)[0]

@@ -9,7 +9,12 @@ import pytest
 from scipy.stats import binom
 
 from wmtool.watermarks import CARRIERS, carrier_images
-from wmtool_plugins.bits import decode
+from wmtool.plugins import get_registry
+
+
+def decode(scheme: str, weight: np.ndarray, job) -> np.ndarray:
+    """The bits scheme ``scheme`` reads back from ``weight``, through the decoder it registered."""
+    return get_registry().get("embedder", scheme).decode(weight, job.key)
 
 MLP = ("--arch", "mlp", "--arch-args", '{"width": 128}')
 
@@ -150,7 +155,7 @@ def test_bits_claim_needs_the_minimum_accuracy_as_well_as_significance(cli, mlps
     bits = found.copy()
     bits[: round(0.47 * len(bits))] ^= 1  # 53% agree with the clean model's signs
     params = {k: v for k, v in key.params.items() if k != "seed"}  # a key without a seed is not regenerated
-    save_key(dataclasses.replace(key, params=params, arrays={**key.arrays, "bits": bits}), key_path)
+    save_key(dataclasses.replace(key, params=params, arrays={**key.arrays, "bits": bits}), key_path, force=True)
     verdict = cli.json("verify", "--key", key_path, clean, expect=1)
     assert verdict["p_value"] < 0.01 and verdict["success_rate"] == pytest.approx(0.53, abs=0.001)
     assert not verdict["claimed"]

@@ -6,7 +6,8 @@ import torch
 
 from wmtool.errors import UserError
 from wmtool.model_card import ModelCard
-from wmtool.models import build_model, load_model, read_card, save_model
+from wmtool.models import ModelSource, build_model, load_model, save_model
+from wmtool_plugins.safetensors_format import read_card
 from wmtool.plugins import get_registry
 from wmtool.preprocessing import Preprocessing
 
@@ -58,7 +59,7 @@ def test_round_trip_keeps_weights_card_and_predictions(registry, tmp_path):
                      classes=tuple("abcdefghij"))
     model = build_model(registry, card)
     path = tmp_path / "m.safetensors"
-    save_model(model, path)
+    save_model(model, path, registry)
     loaded = load_model(path, registry)
     assert loaded.card == model.card
     x = np.random.default_rng(0).random((4, 1, 8, 8), dtype=np.float32)
@@ -78,7 +79,7 @@ def test_preprocessing_is_applied(registry):
 def test_bad_files_are_refused_in_one_clear_error(registry, tmp_path):
     model = build_model(registry, ModelCard("ewe-cnn", (1, 8, 8), 10))
     good = tmp_path / "good.safetensors"
-    save_model(model, good)
+    save_model(model, good, registry)
     truncated = tmp_path / "truncated.safetensors"
     truncated.write_bytes(good.read_bytes()[:-100])
     with pytest.raises(UserError, match="truncated"):
@@ -102,9 +103,9 @@ def test_a_file_without_card_needs_arch_and_mismatches_are_named(registry, tmp_p
     with pytest.raises(UserError, match="known: ewe-cnn"):
         load_model(bare, registry)
     task = ModelCard("", (1, 8, 8), 10)
-    loaded = load_model(bare, registry, arch="ewe-cnn", task=task)
+    loaded = load_model(bare, registry, ModelSource("ewe-cnn"), task)
     assert loaded.card.arch == "ewe-cnn"
     with pytest.raises(UserError, match=r"fc2.weight \(10, 128\) vs \(12, 128\)"):
-        load_model(bare, registry, arch="ewe-cnn", task=ModelCard("", (1, 8, 8), 12))
+        load_model(bare, registry, ModelSource("ewe-cnn"), ModelCard("", (1, 8, 8), 12))
     with pytest.raises(UserError, match="missing hidden.0.bias, hidden.0.weight.*unexpected conv1.bias"):
-        load_model(bare, registry, arch="mlp", task=task)
+        load_model(bare, registry, ModelSource("mlp"), task)

@@ -10,9 +10,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 from wmtool.errors import UserError
 from wmtool.model_card import ModelCard
-from wmtool.models import build_model, load_model, save_model
-from wmtool.onnx_io import to_onnx_bytes
-from wmtool.onnx_torch import OnnxModule
+from wmtool.models import ModelSource, build_model, load_model, save_model
+from wmtool_plugins.onnx_format import to_onnx_bytes
+from wmtool_plugins.onnx_graph import OnnxModule
 from wmtool.plugins import get_registry
 
 from conftest import SHARED
@@ -159,7 +159,7 @@ def test_torch_exports_run_in_onnxruntime_with_dynamic_batch(arch, args, tmp_pat
     torch.manual_seed(0)
     model = build_model(get_registry(), ModelCard(arch, (3, 16, 16), 10, args)).eval()
     path = tmp_path / "m.onnx"
-    save_model(model, path)
+    save_model(model, path, get_registry())
     exported = onnx.load(str(path))
     assert exported.opset_import[0].version >= 17 and not any(t.data_location for t in exported.graph.initializer)
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -223,14 +223,14 @@ def test_mnist_models_fine_tune_and_re_export(cli, tmp_path, name, flags):
     from wmtool.training import fit_supervised
 
     prep = Preprocessing(255.0) if "mnist-8" in name else Preprocessing(1.0, (0.1307,), (0.3081,))
-    model = load_model(MODELS / name, get_registry(), preprocessing=prep)
+    model = load_model(MODELS / name, get_registry(), ModelSource(preprocessing=prep))
     data = load_dataset(str(SHARED / "data/mnist"), "train", limit=2000, seed=0)
     rng = np.random.default_rng(0)
     flipped = (data.y + rng.integers(0, 2, len(data.y))) % 10  # a changed task, so the loss has room to fall
     losses = fit_supervised(model, data.x, flipped, epochs=3, batch_size=100, lr=1e-3, seed=0)
     assert losses[-1] < losses[0]
     out = tmp_path / "tuned.onnx"
-    save_model(model, out)
+    save_model(model, out, get_registry())
     session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     x = data.x[:8]
     fed = prep.apply(torch.from_numpy(x)).numpy()
@@ -299,7 +299,7 @@ def test_embedding_into_a_zoo_onnx_model_end_to_end(cli, tmp_path):
 
 
 def test_models_that_output_probabilities(tmp_path):
-    from wmtool.onnx_io import OnnxPredictor, card_of
+    from wmtool_plugins.onnx_format import OnnxPredictor, card_of
     from wmtool.preprocessing import Preprocessing
 
     w = f32(16, 3)
@@ -318,8 +318,8 @@ def test_weightless_reading_keeps_the_graph_and_answers_alike(tmp_path, name):
     """The graph read without its weights names the same initializers (dtype, shape) as onnx.load, holds far
     only the small tensors' bytes, and onnxruntime fed the weightless form (reading the weights from the file
     itself) answers exactly as with the full model."""
-    from wmtool.onnx_io import OnnxPredictor, card_of, read_onnx, read_onnx_graph
-    from wmtool.onnx_wire import INLINE_LIMIT
+    from wmtool_plugins.onnx_format import OnnxPredictor, card_of, read_onnx, read_onnx_graph
+    from wmtool_plugins.onnx_wire import INLINE_LIMIT
     from wmtool.preprocessing import Preprocessing
 
     path = SHARED / "models" / name
@@ -336,7 +336,7 @@ def test_weightless_reading_keeps_the_graph_and_answers_alike(tmp_path, name):
 
 
 def test_weightless_reading_refuses_an_initializer_shorter_than_its_shape(tmp_path):
-    from wmtool.onnx_io import read_onnx_graph
+    from wmtool_plugins.onnx_format import read_onnx_graph
 
     w = f32(16, 3000)  # large enough to be read in place
     model = graph([N("Flatten", ["x"], ["f"]), N("MatMul", ["f", "w"], ["y"])], {"x": [None, 1, 4, 4]},
@@ -354,9 +354,9 @@ def test_a_float16_safetensors_file_loads_into_a_float32_architecture(tmp_path):
     torch.manual_seed(0)
     model = build_model(get_registry(), ModelCard("mlp", (1, 8, 8), 10, {"width": 16}))
     path = tmp_path / "m.safetensors"
-    save_model(model, path)
+    save_model(model, path, get_registry())
     half = {k: v.half() for k, v in load_file(str(path)).items()}
-    from wmtool.models import read_header
+    from wmtool_plugins.safetensors_format import read_header
 
     save_file(half, str(tmp_path / "h.safetensors"), metadata=read_header(path)[1])
     loaded = load_model(tmp_path / "h.safetensors", get_registry())

@@ -52,7 +52,7 @@ def test_register_verifiers_and_register_architectures_hooks(tmp_path):
     try:
         registry = get_registry()
         model = build_model(registry, ModelCard("tiny", (1, 8, 8), 10, {"width": 6}))
-        save_model(model, tmp_path / "tiny.safetensors")
+        save_model(model, tmp_path / "tiny.safetensors", registry)
         assert load_model(tmp_path / "tiny.safetensors", registry).card.arch_args == {"width": 6}
         key = Key("x", "count-all", {}, Task((1, 8, 8), 10), NullRate.chance(10), "0" * 64)
         result, _ = verify_suspect(Run(), key, model, alpha=0.01, test="binomial", queries=None)

@@ -85,7 +85,7 @@ def test_swapped_seeded_watermark_is_refused(cli, digits_models, tmp_path, schem
         arrays["labels"] = np.full(len(arrays["inputs"]), 3)
     else:
         arrays["bits"] = 1 - arrays["bits"]
-    save_key(dataclasses.replace(key, arrays=arrays), key_path)
+    save_key(dataclasses.replace(key, arrays=arrays), key_path, force=True)
     refused = cli("verify", "--key", key_path, out, expect=2)
     assert "is not what its seed generates" in refused.stderr
 
@@ -134,7 +134,7 @@ def test_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(atomic.os, "replace", broken_replace)
     with pytest.raises(OSError):
-        atomic.write_atomic(target, b"new and longer")
+        atomic.write_atomic(target, b"new and longer", force=True)
     assert target.read_bytes() == b"old" and sorted(os.listdir(tmp_path)) == ["model.safetensors"]
 
 

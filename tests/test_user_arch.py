@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from wmtool.models import read_card
+from wmtool_plugins.safetensors_format import read_card
 
 ARCH = '''
 import torch

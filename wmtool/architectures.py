@@ -23,16 +23,6 @@ def _builder(class_name: str):
     return build
 
 
-def _onnx_graph(input_shape: tuple[int, ...], num_classes: int, graph: str | None = None):
-    """The torch module of a stored ONNX graph."""
-    from wmtool.errors import UserError
-    from wmtool.onnx_torch import module_from_graph
-
-    if not graph:
-        raise UserError("architecture onnx is built from an ONNX file; give the .onnx file instead")
-    return module_from_graph(graph)
-
-
 @hookimpl
 def register_architectures(register):
     """Register ewe-cnn, mlp, ingrain-cnn and resnet18."""
@@ -58,11 +48,6 @@ def register_architectures(register):
                  Option("dropout", float, 0.5, "dropout after the FC layers", min=0.0, max=0.95),
                  Option("student", bool, False, "the paper's smaller distillation student (one conv128)")),
         layers=("fc1", "fc2"),
-    ))
-    register(Architecture(
-        "onnx", "a graph imported from an ONNX file, run with torch ops (built by wmtool from the file)",
-        _onnx_graph,
-        options=(Option("graph", str, None, "the ONNX graph, weights zeroed, zlib+base64 (written by wmtool)"),),
     ))
     register(Architecture(
         "resnet18", "ResNet-18, CIFAR form (3x3 stem), 8 basic blocks",

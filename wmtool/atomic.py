@@ -9,7 +9,14 @@ from pathlib import Path
 from wmtool.errors import UserError
 
 
-def write_atomic(path: str | Path, data: bytes, *, private: bool = False, force: bool = True) -> Path:
+def refuse_existing(paths: list[Path] | tuple[Path, ...], force: bool) -> None:
+    """Refuse to overwrite an existing output without ``force`` (called before any work, and again at writing)."""
+    for path in paths:
+        if Path(path).exists() and not force:
+            raise UserError(f"{path} exists; pass --force to overwrite it")
+
+
+def write_atomic(path: str | Path, data: bytes, *, private: bool = False, force: bool = False) -> Path:
     """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never a part.
 
     ``private`` creates the file readable by its owner only (key files). Without ``force`` an
@@ -19,8 +26,7 @@ def write_atomic(path: str | Path, data: bytes, *, private: bool = False, force:
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise UserError(f"cannot write {path}: folder {folder} does not exist")
-    if path.exists() and not force:
-        raise UserError(f"{path} exists; pass --force to overwrite it")
+    refuse_existing([path], force)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
     try:
         with os.fdopen(fd, "wb") as handle:

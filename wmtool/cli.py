@@ -1,7 +1,7 @@
 """The ``wmtool`` command line: the typer app, its error handling and its commands.
 
 Nothing here imports torch: each command imports what it needs when it runs, so ``wmtool --help``
-stays fast.
+stays fast. Plugins may add commands (hook ``register_commands``).
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def _register_commands() -> None:
     app.command("train")(train.train)
     app.command("embed", cls=embed.EmbedCommand)(embed.embed)
     app.command("attack", cls=attack.AttackCommand)(attack.attack)
-    app.command("verify")(verify.verify)
+    app.command("verify", cls=verify.VerifyCommand)(verify.verify)
     app.command("calibrate")(calibrate.calibrate)
     app.command("accuracy")(accuracy.accuracy)
     app.command("inspect")(inspect.inspect)
@@ -65,6 +65,16 @@ def _register_commands() -> None:
 
 
 _register_commands()
+
+
+def _add_plugin_commands() -> None:
+    from wmtool.plugins import add_plugin_commands
+
+    for problem in add_plugin_commands(app):
+        print(f"warning: {problem}", file=sys.stderr)
+
+
+_add_plugin_commands()
 
 
 def main() -> None:

@@ -23,3 +23,13 @@ def register_verifiers(register):
 @hookspec
 def register_architectures(register):
     """Register model architectures: call ``register(Architecture(...))`` once for each."""
+
+
+@hookspec
+def register_model_formats(register):
+    """Register model file or folder formats: call ``register(ModelFormat(...))`` once for each."""
+
+
+@hookspec
+def register_commands(app):
+    """Add commands to the ``wmtool`` command line: ``app`` is its typer app (``@app.command()``)."""

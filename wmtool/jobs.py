@@ -12,13 +12,14 @@ from wmtool.model_card import ModelCard
 from wmtool.progress import SILENT, Progress
 
 if TYPE_CHECKING:
+    from wmtool.classifier import Classifier
     from wmtool.data import Dataset
-    from wmtool.models import Classifier
-    from wmtool.registry import Registry
+    from wmtool.registry import Embedder, Registry
 
 
 class Predictor(Protocol):
-    """Anything that labels canonical images: a torch :class:`~wmtool.models.Classifier` or a black box."""
+    """Anything that labels canonical images: a torch :class:`~wmtool.classifier.Classifier` or a black box
+    (a format's predictor). White-box verifiers also use ``parameter_arrays()`` where the format has it."""
 
     card: ModelCard
 
@@ -75,12 +76,15 @@ class AttackOutcome:
 
 @dataclass
 class VerifyJob:
-    """A verification request: the owner's key, the suspect, and at most ``queries`` watermark queries."""
+    """A verification request: the owner's key, the suspect, the verifier's options, at most ``queries``
+    watermark queries, and the key's scheme (its :class:`~wmtool.registry.Embedder`, None when that scheme
+    is not installed) for verifiers that read back what the scheme wrote."""
 
     key: Key
     suspect: Predictor
     params: dict[str, Any]
     queries: int | None = None
+    scheme: "Embedder | None" = None
 
 
 @dataclass

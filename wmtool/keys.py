@@ -192,7 +192,7 @@ def key_to_json(key: Key) -> dict[str, Any]:
     return {**body, "checksum": _checksum(body)}
 
 
-def save_key(key: Key, path: str | Path, *, force: bool = True) -> Path:
+def save_key(key: Key, path: str | Path, *, force: bool = False) -> Path:
     """Write the key atomically, readable by its owner only."""
     data = json.dumps(key_to_json(key), indent=1, allow_nan=False).encode()
     return write_atomic(path, data, private=True, force=force)

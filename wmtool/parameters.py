@@ -1,7 +1,8 @@
 """White-box access to a model's parameters, for schemes that write their watermark into the weights.
 
-The suspect may be a torch :class:`~wmtool.models.Classifier` (safetensors) or an ONNX model (its
-initializers); tensors are found by name, or else by a shape only one tensor has.
+The suspect is any model whose format offers ``parameter_arrays()`` (a torch
+:class:`~wmtool.classifier.Classifier`, an ONNX model's initializers); tensors are found by name, or else
+by a shape only one tensor has.
 """
 
 from __future__ import annotations
@@ -15,21 +16,12 @@ from wmtool.options import Option
 
 
 def parameter_arrays(model: Any) -> dict[str, np.ndarray]:
-    """The named parameter tensors of ``model`` as float32 numpy arrays (a torch model's state dict, or an
-    ONNX model's initializers, a leading ``net.`` stripped)."""
-    proto = getattr(model, "proto", None)
-    if proto is not None:
-        from pathlib import Path
-
-        from onnx import numpy_helper
-
-        folder = str(Path(model.path).resolve().parent)  # a weightless graph's initializers are read from there
-        arrays = {t.name: numpy_helper.to_array(t, folder) for t in proto.graph.initializer}
-    elif hasattr(model, "net"):
-        arrays = {name: tensor.detach().cpu().numpy() for name, tensor in model.net.state_dict().items()}
-    else:
-        raise UserError("this verifier reads the suspect's parameters: give a .safetensors or .onnx file")
-    return {name.removeprefix("net."): np.asarray(a) for name, a in arrays.items()
+    """The named floating-point parameter tensors of ``model`` (any model whose format offers
+    ``parameter_arrays()``: a torch model's state dict, an ONNX model's initializers), a leading ``net.``
+    stripped."""
+    if not hasattr(model, "parameter_arrays"):
+        raise UserError("this verifier reads the suspect's parameters; its format offers none (black box only)")
+    return {name.removeprefix("net."): np.asarray(a) for name, a in model.parameter_arrays().items()
             if np.issubdtype(np.asarray(a).dtype, np.floating)}
 
 
@@ -127,16 +119,10 @@ def bits_outcome(job: Any, decoder: str, name: str, parameter: Any, arrays: dict
 
 
 def regenerate_bits(key: Any) -> dict[str, np.ndarray]:
-    """A W:* key's bits, positions and projection as its seed generates them (the order of
-    :func:`choose_bits`, then the projection)."""
+    """A W:* key's positions and bits as its seed generates them (the order of :func:`choose_bits`)."""
     p = key.params
     if p.get("seed") is None:
         return {}
     rng = np.random.default_rng(p["seed"])
-    shape = [int(v) for v in p["shape"]]
-    if p["decoder"] == "uchida":
-        bits = rng.integers(0, 2, p["bits"]).astype(np.uint8)
-        width = int(np.prod(shape[1:]))
-        return {"bits": bits, "projection": rng.standard_normal((len(bits), width)).astype(np.float32)}
-    positions = bit_positions(int(np.prod(shape)), p["bits"], rng)
+    positions = bit_positions(int(np.prod([int(v) for v in p["shape"]])), p["bits"], rng)
     return {"positions": positions, "bits": rng.integers(0, 2, p["bits"]).astype(np.uint8)}

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 from importlib.metadata import entry_points
 
 import pluggy
 
 from wmtool import __version__, architectures, hookspecs
 from wmtool.api_version import API_VERSION
-from wmtool.registry import Architecture, Attack, Embedder, Kind, Registry, Verifier
+from wmtool.registry import Architecture, Attack, Embedder, Kind, ModelFormat, Registry, Verifier
 
 ENTRY_POINT_GROUP = "wmtool"
 LOAD_ENV = "WMTOOL_LOAD_PLUGINS"
@@ -19,6 +20,7 @@ _HOOKS: tuple[tuple[str, Kind, type], ...] = (
     ("register_attacks", "attack", Attack),
     ("register_verifiers", "verifier", Verifier),
     ("register_architectures", "architecture", Architecture),
+    ("register_model_formats", "format", ModelFormat),
 )
 
 pm = pluggy.PluginManager("wmtool")
@@ -91,3 +93,16 @@ def get_registry() -> Registry:
             except Exception as exc:
                 registry.problems.append(f"{dist}: {hook_name} raised {type(exc).__name__}: {exc}")
     return registry
+
+
+def add_plugin_commands(app: Any) -> list[str]:
+    """Let every plugin add its commands to ``app``; return the problems met (one line each)."""
+    load_entry_points()
+    problems: list[str] = []
+    for impl in pm.hook.register_commands.get_hookimpls():
+        dist = _origins.get(impl.plugin_name, (impl.plugin_name, ""))[0]
+        try:
+            impl.function(app=app)
+        except Exception as exc:
+            problems.append(f"{dist}: register_commands raised {type(exc).__name__}: {exc}")
+    return problems

@@ -1,18 +1,17 @@
-"""What plugins register (embedders, attacks, verifiers, architectures) and the registry holding them."""
+"""What plugins register (embedders, attacks, verifiers, architectures, model formats) and the registry
+holding them. Jobs and outcomes are typed loosely here (``Any``): :mod:`wmtool.jobs` describes them."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Literal
+from pathlib import Path
+from typing import Any, Callable, Literal
 
 from wmtool.errors import UserError
 from wmtool.options import Option
 
-if TYPE_CHECKING:
-    from wmtool.keys import Key
-    from wmtool.jobs import AttackJob, EmbedJob, EmbedOutcome, Evidence, VerifyJob
-
-Kind = Literal["embedder", "attack", "verifier", "architecture"]
+Kind = Literal["embedder", "attack", "verifier", "architecture", "format"]
+KINDS: tuple[Kind, ...] = ("embedder", "attack", "verifier", "architecture", "format")
 
 
 @dataclass(frozen=True)
@@ -21,12 +20,16 @@ class Embedder:
 
     name: str
     summary: str
-    embed: Callable[["EmbedJob"], "EmbedOutcome"]
+    embed: Callable[[Any], Any]
+    """``embed(job: EmbedJob) -> EmbedOutcome``."""
     options: tuple[Option, ...] = ()
     verifier: str = "trigger-set"
-    regenerate: Callable[["Key"], dict[str, Any]] | None = None
-    """For schemes whose watermark is drawn from a seed: the key's arrays as that seed generates them,
-    so that ``verify`` can refuse a key whose watermark was swapped after the fact."""
+    regenerate: Callable[[Any], dict[str, Any]] | None = None
+    """For schemes whose watermark is drawn from a seed: ``regenerate(key)`` gives the key's arrays as that
+    seed generates them, so that ``verify`` can refuse a key whose watermark was swapped after the fact."""
+    decode: Callable[[Any, Any], Any] | None = None
+    """For white-box schemes verified by ``bits``: ``decode(weight, key)`` reads the bits the scheme wrote
+    from the carrier tensor (a numpy array) as a uint8 array."""
 
 
 @dataclass(frozen=True)
@@ -35,7 +38,8 @@ class Attack:
 
     name: str
     summary: str
-    run: Callable[["AttackJob"], Any]
+    run: Callable[[Any], Any]
+    """``run(job: AttackJob) -> AttackOutcome``."""
     options: tuple[Option, ...] = ()
     white_box: bool = True
 
@@ -46,7 +50,8 @@ class Verifier:
 
     name: str
     summary: str
-    verify: Callable[["VerifyJob"], "Evidence"]
+    verify: Callable[[Any], Any]
+    """``verify(job: VerifyJob) -> Evidence``."""
     options: tuple[Option, ...] = ()
 
 
@@ -63,6 +68,40 @@ class Architecture:
     build: Callable[..., Any]
     options: tuple[Option, ...] = ()
     layers: tuple[str, ...] = ()
+    from_file: bool = False
+    """Built from a model file only (e.g. an imported ONNX graph): never a fresh model of its own."""
+    needs_registry: bool = False
+    """``build`` also takes ``registry=`` (an architecture that wraps another registered one)."""
+
+
+@dataclass(frozen=True)
+class ModelFormat:
+    """A kind of model file or folder: which paths it opens, how it opens them and how it writes a model.
+
+    ``load(path, registry, source, task)`` returns a trainable :class:`~wmtool.models.Classifier`;
+    ``predictor(path, registry, source, task, device)`` a model for black-box queries (default: the
+    loaded Classifier in evaluation mode); ``describe(path)`` what ``inspect`` shows (``format``,
+    ``tensors``, ``card`` and optional human ``notes``); ``save(model, path, registry)`` the bytes of the
+    written file. ``source`` holds the user's --arch, --arch-args and preprocessing flags; ``task`` the
+    input shape and classes of the data or key at hand.
+    """
+
+    name: str
+    summary: str
+    suffixes: tuple[str, ...]
+    load: Callable[..., Any]
+    describe: Callable[[Path], dict[str, Any]]
+    save: Callable[..., bytes] | None = None
+    predictor: Callable[..., Any] | None = None
+    recognises: Callable[[Path], bool] | None = None
+    """Whether the format opens ``path`` (default: a file with one of ``suffixes``)."""
+    options: tuple[Option, ...] = ()
+
+    def opens(self, path: Path) -> bool:
+        """Whether this format opens the existing ``path``."""
+        if self.recognises is not None:
+            return self.recognises(path)
+        return path.is_file() and path.suffix.lower() in self.suffixes
 
 
 @dataclass
@@ -80,7 +119,7 @@ class Registry:
     """All registered plugin objects by kind and name, plus the problems met while loading them."""
 
     entries: dict[Kind, dict[str, Entry]] = field(
-        default_factory=lambda: {"embedder": {}, "attack": {}, "verifier": {}, "architecture": {}}
+        default_factory=lambda: {kind: {} for kind in KINDS}
     )
     problems: list[str] = field(default_factory=list)
 
@@ -103,6 +142,30 @@ class Registry:
         from wmtool.user_code import is_code_spec
 
         return () if is_code_spec(arch) else tuple(self.get("architecture", arch).layers)
+
+    def items(self, kind: Kind) -> list[Any]:
+        """The registered objects of one kind, sorted by name."""
+        return [self.entries[kind][name].item for name in self.names(kind)]
+
+    def format_for(self, path: Path) -> Any:
+        """The model format that opens the existing ``path``, or one error naming the formats there are."""
+        for model_format in self.items("format"):
+            if model_format.opens(path):
+                return model_format
+        raise UserError(f"{path}: not a model wmtool can open; it opens {self.formats_text()}")
+
+    def writer_for(self, path: Path) -> Any:
+        """The model format that writes ``path`` (chosen by its suffix), or one error."""
+        for model_format in self.items("format"):
+            if model_format.save is not None and path.suffix.lower() in model_format.suffixes:
+                return model_format
+        raise UserError(f"{path}: output models are written as {self.formats_text(writers=True)}")
+
+    def formats_text(self, writers: bool = False) -> str:
+        """The formats as ``name (.suffix)`` for messages."""
+        shown = [f"{f.name} ({', '.join(f.suffixes) or 'folder'})" for f in self.items("format")
+                 if not writers or f.save is not None]
+        return ", ".join(shown) or "no format (none installed)"
 
     def get(self, kind: Kind, name: str) -> Any:
         """The registered object of ``kind`` called ``name``, or a :class:`UserError` listing the known ones."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -22,6 +22,7 @@ class Run:
     quiet: bool = False
     device: str = "auto"
     seed: int = 0
+    _seeded: bool = field(default=False, init=False, repr=False)
 
     @cached_property
     def registry(self) -> "Registry":
@@ -37,12 +38,19 @@ class Run:
 
     @cached_property
     def torch_device(self) -> str:
-        """The resolved torch device; seeds every generator as a side effect (call before building models)."""
-        from wmtool.training import resolve_device, seed_everything
+        """The resolved torch device (``auto``: CUDA when torch has it)."""
+        from wmtool.training import resolve_device
 
-        device = resolve_device(self.device)
-        seed_everything(self.seed)
-        return device
+        return resolve_device(self.device)
+
+    def seed_once(self) -> None:
+        """Seed every random generator from ``seed``, once per run: the first model opened or built starts
+        from it, and later steps continue the same streams."""
+        if not self._seeded:
+            from wmtool.training import seed_everything
+
+            seed_everything(self.seed)
+            self._seeded = True
 
     @property
     def progress(self) -> "Progress":

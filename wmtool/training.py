@@ -6,12 +6,16 @@ import random
 from contextlib import contextmanager
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
-from torch import nn
 
 from wmtool.errors import UserError
 from wmtool.progress import SILENT, Progress
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 Batch = Any
 OPTIMIZERS = ("adam", "sgd", "adadelta")
@@ -20,6 +24,8 @@ OPTIMIZERS = ("adam", "sgd", "adadelta")
 def seed_everything(seed: int) -> None:
     """Seed Python, numpy and torch (CPU and CUDA), and ask cuDNN for deterministic convolutions so that a
     seed gives the same model on a GPU too."""
+    import torch
+
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -29,6 +35,8 @@ def seed_everything(seed: int) -> None:
 
 def resolve_device(name: str) -> str:
     """``auto`` → ``cuda`` when available, else ``cpu``; ``cuda`` without a GPU is a :class:`UserError`."""
+    import torch
+
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
@@ -41,6 +49,8 @@ def resolve_device(name: str) -> str:
 def make_optimizer(name: str, params: Iterable[Any], lr: float, **options: Any) -> torch.optim.Optimizer:
     """An optimizer by name: ``adam``, ``sgd`` (momentum 0.9 unless given) or ``adadelta``; ``options``
     go to its constructor (e.g. ``eps``)."""
+    import torch
+
     if name == "adam":
         return torch.optim.Adam(params, lr=lr, **options)
     if name == "sgd":
@@ -53,6 +63,8 @@ def make_optimizer(name: str, params: Iterable[Any], lr: float, **options: Any) 
 def batches(x: np.ndarray, y: np.ndarray, batch_size: int, rng: np.random.Generator | None) -> Iterator[
         tuple[torch.Tensor, torch.Tensor]]:
     """Mini-batches of (inputs, labels) as CPU tensors, shuffled by ``rng`` (in order when None)."""
+    import torch
+
     order = rng.permutation(len(y)) if rng is not None else np.arange(len(y))
     for start in range(0, len(order), batch_size):
         index = order[start:start + batch_size]
@@ -61,12 +73,16 @@ def batches(x: np.ndarray, y: np.ndarray, batch_size: int, rng: np.random.Genera
 
 def cross_entropy(model: nn.Module, batch: Sequence[torch.Tensor]) -> torch.Tensor:
     """The default loss: mean cross-entropy of ``model`` on an (inputs, labels) batch."""
+    from torch import nn
+
     inputs, labels = batch
     return nn.functional.cross_entropy(model(inputs), labels)
 
 
 def to_device(batch: Batch, device: torch.device | str) -> Batch:
     """Move every tensor of a (possibly nested) tuple or list batch to ``device``."""
+    import torch
+
     if isinstance(batch, torch.Tensor):
         return batch.to(device, non_blocking=True)
     if isinstance(batch, (tuple, list)):
@@ -102,6 +118,8 @@ def fit(model: nn.Module, epoch_batches: Callable[[int], Iterable[Batch]], *, ep
     device here); ``loss(model, batch)`` turns one into a scalar. ``trainable`` (a submodule, e.g. the
     last layer) limits the update to its parameters; the rest of the model stays as it is.
     """
+    import torch
+
     if epochs < 0 or lr <= 0:
         raise UserError(f"epochs must be ≥ 0 and the learning rate positive (got {epochs}, {lr})")
     device = next(model.parameters()).device

@@ -5,27 +5,34 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wmtool.data import Dataset, load_dataset, split_validation
 from wmtool.errors import UserError
 from wmtool.jobs import AttackJob, AttackOutcome, EmbedJob, EmbedOutcome, Predictor, VerifyJob
 from wmtool.keys import Key, Task
 from wmtool.model_card import ModelCard
-from wmtool.models import Classifier, build_model, load_model, open_predictor
+from wmtool.models import ModelSource, build_model, load_model, open_predictor
 from wmtool.options import resolve
-from wmtool.preprocessing import Preprocessing
 from wmtool.run import Run
 from wmtool.stats import OwnershipResult, ownership_test
 from wmtool.training import accuracy, fit_supervised
 
+if TYPE_CHECKING:
+    from wmtool.classifier import Classifier
 
 MAX_NULL_RATE = 0.5
 
 
-def task_of(data: Dataset) -> ModelCard:
-    """A card describing ``data``'s task (the architecture is filled in by the caller)."""
+def data_card(data: Dataset) -> ModelCard:
+    """A card of ``data``'s task (input shape, classes), with no architecture: what a model for it must fit."""
     return ModelCard(arch="", input_shape=data.input_shape, num_classes=data.num_classes, classes=data.classes)
+
+
+def key_card(key: Key) -> ModelCard:
+    """A card of a key's task (input shape, classes, preprocessing), with no architecture."""
+    return ModelCard("", key.task.input_shape, key.task.num_classes, preprocessing=key.task.preprocessing,
+                     classes=key.task.classes)
 
 
 def check_task(card: ModelCard, data: Dataset, what: str) -> None:
@@ -36,27 +43,26 @@ def check_task(card: ModelCard, data: Dataset, what: str) -> None:
         raise UserError(f"{what} has {card.num_classes} classes, {data.name} has labels up to {data.num_classes - 1}")
 
 
-def open_model(run: Run, path: str, *, arch: str | None = None, arch_args: dict[str, Any] | None = None,
-               task: ModelCard | None = None, preprocessing: Preprocessing | None = None) -> Classifier:
+def open_model(run: Run, path: str, source: ModelSource = ModelSource(),
+               task: ModelCard | None = None) -> "Classifier":
     """Load a trainable model onto the run's device (``task`` supplies shape and classes for ``--arch``)."""
-    device = run.torch_device
-    return load_model(path, run.registry, arch=arch, arch_args=arch_args, task=task,
-                      preprocessing=preprocessing).to(device).eval()
+    run.seed_once()
+    return load_model(path, run.registry, source, task).to(run.torch_device).eval()
 
 
-def open_suspect(run: Run, path: str, *, arch: str | None = None, arch_args: dict[str, Any] | None = None,
-                 task: ModelCard | None = None, preprocessing: Preprocessing | None = None) -> Predictor:
-    """Open a model for black-box queries (ONNX through onnxruntime) on the run's device (``auto``: each runtime
-    takes CUDA if it has it)."""
-    requested = run.device if run.torch_device != "cpu" else "cpu"  # resolving also seeds the generators
-    return open_predictor(path, run.registry, device=requested, arch=arch, arch_args=arch_args, task=task,
-                          preprocessing=preprocessing)
+def open_suspect(run: Run, path: str, source: ModelSource = ModelSource(),
+                 task: ModelCard | None = None) -> Predictor:
+    """Open a model for black-box queries (ONNX through onnxruntime) on the run's device (``auto``: each
+    runtime takes CUDA if it has it)."""
+    run.seed_once()
+    return open_predictor(path, run.registry, source, task, device=run.device)
 
 
-def new_model(run: Run, arch: str, arch_args: dict[str, Any], data: Dataset) -> Classifier:
+def new_model(run: Run, arch: str, arch_args: dict[str, Any], data: Dataset) -> "Classifier":
     """A freshly initialised model of ``arch`` for ``data``'s task, on the run's device."""
+    run.seed_once()
     device = run.torch_device
-    card = task_of(data)
+    card = data_card(data)
     return build_model(run.registry, ModelCard(arch, card.input_shape, card.num_classes, arch_args,
                                                classes=card.classes)).to(device)
 
@@ -101,6 +107,7 @@ def embed_watermark(run: Run, scheme: str, given: dict[str, Any], data: Dataset,
     run.registry.get("verifier", embedder.verifier)
     params = resolve(embedder.options, given, f"embedder {scheme}")
     check_task(model.card, data, "the model")
+    run.seed_once()
     job = EmbedJob(model, pretrained, data, params, run.registry, run.seed, run.torch_device, run.progress)
     outcome = embedder.embed(job)
     if outcome.null.method == "reference-model" and outcome.null.rate >= MAX_NULL_RATE:
@@ -122,20 +129,25 @@ def attack_model(run: Run, name: str, given: dict[str, Any], victim: Predictor, 
     attack = run.registry.get("attack", name)
     params = resolve(attack.options, given, f"attack {name}")
     check_task(victim.card, data, "the victim")
+    run.seed_once()
     start = time.perf_counter()
     outcome = attack.run(AttackJob(victim, data, params, run.registry, run.seed, run.torch_device, run.progress))
     return outcome, params, time.perf_counter() - start
+
+
+def scheme_of(run: Run, key: Key) -> Any:
+    """The key's embedder when it is installed here, else None."""
+    return run.registry.get("embedder", key.scheme) if key.scheme in run.registry.names("embedder") else None
 
 
 def check_regenerates(run: Run, key: Key) -> None:
     """Refuse a key whose seeded watermark is not what its seed generates (swapped after the fact)."""
     import numpy as np
 
-    if key.scheme not in run.registry.names("embedder"):
+    scheme = scheme_of(run, key)
+    if scheme is None or scheme.regenerate is None:
         return
-    regenerate = run.registry.get("embedder", key.scheme).regenerate
-    if regenerate is None:
-        return
+    regenerate = scheme.regenerate
     for name, expected in regenerate(key).items():
         if name not in key.arrays or not np.array_equal(key.arrays[name], expected):
             raise UserError(f"the key's {name!r} is not what its seed generates: a swapped or forged watermark "
@@ -163,7 +175,8 @@ def calibrate_key(run: Run, key: Key, references: list[tuple[str, Predictor, str
         if sha256 == key.model_sha256:
             raise UserError(f"{path} is the marked model itself, not a reference model")
         check_suspect(key, suspect, path)
-        evidence = verifier.verify(VerifyJob(key, suspect, resolve(verifier.options, {}, key.verifier), None))
+        evidence = verifier.verify(VerifyJob(key, suspect, resolve(verifier.options, {}, key.verifier), None,
+                                             scheme_of(run, key)))
         models.append({"path": path, "sha256": sha256, "successes": evidence.successes, "trials": evidence.trials})
         successes, trials = successes + evidence.successes, trials + evidence.trials
     rate = clopper_pearson_upper(successes, trials, confidence)
@@ -180,7 +193,7 @@ def verify_suspect(run: Run, key: Key, suspect: Predictor, *, alpha: float, test
     check_regenerates(run, key)
     verifier = run.registry.get("verifier", key.verifier)
     params = resolve(verifier.options, given or {}, f"verifier {key.verifier}")
-    evidence = verifier.verify(VerifyJob(key, suspect, params, queries))
+    evidence = verifier.verify(VerifyJob(key, suspect, params, queries, scheme_of(run, key)))
     null_rate = max(evidence.null_rate, key.null_rate())
     result = ownership_test(evidence.successes, evidence.trials, null_rate, alpha=alpha, test=test)
     if evidence.min_success_rate is not None and result.success_rate < evidence.min_success_rate:

@@ -3,15 +3,19 @@
 - embedder ``frontier-stitching`` (Le Merrer et al., 2019): adversarial examples near the decision
   boundary, labelled with their original class, are fine-tuned into the model;
 - attack ``blur``: a Gaussian blur in front of the victim (input preprocessing);
-- verifier ``true-adversaries``: counts only the keys that fooled the clean model.
+- verifier ``true-adversaries``: counts only the keys that fooled the clean model;
+- command ``wmtool frontier-keys KEY``: what a frontier-stitching key holds.
+
+Names that compute (``fit_supervised``, ``Classifier``) are imported where they are used, so that
+loading the plugin does not import torch.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from wmtool.api import (Attack, AttackOutcome, Classifier, Embedder, EmbedOutcome, Evidence, NullRate, Option,
-                        Verifier, fit_supervised, hookimpl)
+from wmtool.api import (Attack, AttackOutcome, Embedder, EmbedOutcome, Evidence, NullRate, Option, UserError,
+                        Verifier, hookimpl, load_key)
 
 WMTOOL_API_VERSION = 1
 
@@ -29,6 +33,8 @@ def _fgsm(model, x: np.ndarray, y: np.ndarray, eps: float) -> np.ndarray:
 
 def embed(job) -> EmbedOutcome:
     """Make true and false adversaries of the pretrained model, then fine-tune them in with their labels."""
+    from wmtool.api import fit_supervised
+
     p, model, data = job.params, job.model, job.data
     if not job.pretrained:
         fit_supervised(model, data.x, data.y, epochs=p["epochs"], batch_size=64, lr=p["lr"], seed=job.seed,
@@ -66,9 +72,11 @@ class Blurred:
     """Builds the blurred victim lazily so that importing this plugin does not import torch."""
 
     @staticmethod
-    def wrap(victim: Classifier, sigma: float) -> Classifier:
+    def wrap(victim, sigma: float):
         import torch
         from torch import nn
+
+        from wmtool.api import Classifier
 
         radius = max(1, int(round(2 * sigma)))
         grid = torch.arange(-radius, radius + 1, dtype=torch.float32)
@@ -119,3 +127,23 @@ def register_verifiers(register):
     """Register ``true-adversaries``."""
     register(Verifier("true-adversaries", "black-box: only the key inputs that fooled the clean model count",
                       verify))
+
+
+def frontier_keys(key_path: str) -> None:
+    """Show how many true and false adversaries a frontier-stitching key holds, per label."""
+    import typer
+
+    key = load_key(key_path)
+    if key.scheme != "frontier-stitching":
+        raise UserError(f"{key_path}: a {key.scheme} key, not a frontier-stitching one")
+    is_true, labels = key.array("is_true_adversary"), key.array("labels")
+    typer.echo(f"{len(labels)} key inputs: {int(is_true.sum())} true adversaries, {int((~is_true).sum())} false")
+    for label in np.unique(labels):
+        typer.echo(f"label {label}: {int((is_true & (labels == label)).sum())} true, "
+                   f"{int((~is_true & (labels == label)).sum())} false")
+
+
+@hookimpl
+def register_commands(app):
+    """Add ``wmtool frontier-keys``."""
+    app.command("frontier-keys")(frontier_keys)

@@ -3,43 +3,41 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from wmtool.commands.common import (ArchArgsOpt, ArchOpt, DataOpt, DeviceOpt, InputRangeOpt, JsonOpt, LayoutOpt,
-                                    LimitOpt, MeanOpt, QuietOpt, SeedOpt, SplitOpt, StdOpt, emit, fmt,
-                                    parse_arch_args, preprocessing_flags)
+from wmtool.commands.common import (DataOpt, DeviceOpt, JsonOpt, LimitOpt, QuietOpt, SeedOpt, SplitOpt, emit, fmt,
+                                    model_source_options)
 from wmtool.run import Run
 
+if TYPE_CHECKING:
+    from wmtool.models import ModelSource
 
+
+@model_source_options
 def accuracy(
     model: Annotated[Path, typer.Argument(help="The model to evaluate.")],
     data: DataOpt = "digits",
     split: SplitOpt = "test",
     limit: LimitOpt = None,
-    arch: ArchOpt = None,
-    arch_args: ArchArgsOpt = None,
-    input_range: InputRangeOpt = None,
-    mean: MeanOpt = None,
-    std: StdOpt = None,
-    layout: LayoutOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     device: DeviceOpt = "auto",
     seed: SeedOpt = 0,
+    *,
+    source: ModelSource,
 ) -> None:
     """Print the model's classification accuracy on a split of a dataset (ONNX runs through onnxruntime)."""
     import sys
 
     from wmtool.data import load_dataset
     from wmtool.training import accuracy as score
-    from wmtool.workflows import check_task, open_suspect, task_of
+    from wmtool.workflows import check_task, data_card, open_suspect
 
     run = Run(json_out, quiet, device, seed)
     dataset = load_dataset(data, split, limit=limit, seed=seed)
-    classifier = open_suspect(run, str(model), arch=arch, arch_args=parse_arch_args(arch_args), task=task_of(dataset),
-                              preprocessing=preprocessing_flags(input_range, mean, std, layout))
+    classifier = open_suspect(run, str(model), source, data_card(dataset))
     check_task(classifier.card, dataset, str(model))
     value = score(classifier, dataset.x, dataset.y)
     if value < 1.5 / classifier.card.num_classes:

@@ -4,26 +4,27 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from wmtool.commands.common import (DeviceOpt, InputRangeOpt, JsonOpt, LayoutOpt, MeanOpt, QuietOpt, SeedOpt, StdOpt,
-                                    emit, fmt, preprocessing_flags)
+from wmtool.commands.common import DeviceOpt, JsonOpt, QuietOpt, SeedOpt, emit, fmt, model_source_options
 from wmtool.run import Run
 
+if TYPE_CHECKING:
+    from wmtool.models import ModelSource
 
+
+@model_source_options
 def calibrate(
-    references: Annotated[list[Path], typer.Argument(help="Models known NOT to carry the watermark (.safetensors/.onnx).")],
+    references: Annotated[list[Path], typer.Argument(help="Models known NOT to carry the watermark.")],
     key: Annotated[Path, typer.Option("--key", help="The key to calibrate (rewritten in place, atomically).")],
-    input_range: InputRangeOpt = None,
-    mean: MeanOpt = None,
-    std: StdOpt = None,
-    layout: LayoutOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     device: DeviceOpt = "auto",
     seed: SeedOpt = 0,
+    *,
+    source: ModelSource,
 ) -> None:
     """Measure the key's null rate on reference models and store it, with their sha256, in the key.
 
@@ -32,20 +33,16 @@ def calibrate(
     Watermark-Robustness-Toolbox calibrates its decision thresholds on unmarked models).
     """
     from wmtool.keys import load_key, save_key
-    from wmtool.model_card import ModelCard
     from wmtool.models import file_sha256
-    from wmtool.workflows import calibrate_key, open_suspect
+    from wmtool.workflows import calibrate_key, key_card, open_suspect
 
     run = Run(json_out, quiet, device, seed)
     owner_key = load_key(key)
-    task = ModelCard("", owner_key.task.input_shape, owner_key.task.num_classes,
-                     preprocessing=owner_key.task.preprocessing, classes=owner_key.task.classes)
-    flags = preprocessing_flags(input_range, mean, std, layout)
-    opened = [(str(path), open_suspect(run, str(path), task=task, preprocessing=flags), file_sha256(path))
+    opened = [(str(path), open_suspect(run, str(path), source, key_card(owner_key)), file_sha256(path))
               for path in references]
     calibration = calibrate_key(run, owner_key, opened)
     updated = dataclasses.replace(owner_key, calibration=calibration)
-    save_key(updated, key)
+    save_key(updated, key, force=True)
     payload = {"key": str(key), **calibration, "default_null_rate": owner_key.null.rate,
                "null_rate_used": updated.null_rate()}
     emit(run, payload, lambda out: out.print(

@@ -63,7 +63,7 @@ def demo(
     folder.mkdir(parents=True, exist_ok=True)
     clean = train_model(run, "ewe-cnn", parse_arch_args(arch_args), owner, epochs=epochs, batch_size=64, lr=1e-3,
                         optimizer="adam", validation=0).model
-    save_model(clean, folder / "clean.safetensors")
+    save_model(clean, folder / "clean.safetensors", run.registry, force=True)
     rows = [_one_method(run, label, scheme, given, owner, attacker, test, clean, attack_name, folder)
             for label, given in methods.items()]
 
@@ -98,11 +98,11 @@ def _one_method(run: Run, label: str, scheme: str, given: dict[str, Any], owner,
 
     outcome = embed_watermark(run, scheme, given, owner, _copy(folder / "clean.safetensors", run), pretrained=True)
     marked_path = folder / f"{label}-marked.safetensors"
-    key = make_key(run, scheme, outcome, save_model(outcome.model, marked_path))
-    save_key(key, folder / f"{label}-key.json")
+    key = make_key(run, scheme, outcome, save_model(outcome.model, marked_path, run.registry, force=True))
+    save_key(key, folder / f"{label}-key.json", force=True)
     attacked, _, _ = attack_model(run, attack_name, ATTACK_OPTIONS.get(attack_name, {}), _copy(marked_path, run),
                                   attacker)
-    save_model(attacked.model, folder / f"{label}-attacked.safetensors")
+    save_model(attacked.model, folder / f"{label}-attacked.safetensors", run.registry, force=True)
     row: dict[str, Any] = {"method": label, "options": given, "null_rate": key.null_rate()}
     for role, model in (("clean", clean), ("marked", outcome.model), ("attacked", attacked.model)):
         result, _ = verify_suspect(run, key, model, alpha=0.01, test="binomial", queries=None)

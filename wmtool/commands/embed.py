@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from wmtool.commands.common import (ArchArgsOpt, ArchOpt, DataOpt, DeviceOpt, ForceOpt, InputRangeOpt, JsonOpt,
-                                    LayoutOpt, LimitOpt, MeanOpt, QuietOpt, SeedOpt, StdOpt, emit, fmt,
-                                    parse_arch_args, preprocessing_flags)
+from wmtool.commands.common import (DataOpt, DeviceOpt, ForceOpt, JsonOpt, LimitOpt, QuietOpt, SeedOpt, emit, fmt, model_source_options)
 from wmtool.commands.plugin_command import PluginCommand, plugin_values
 from wmtool.errors import UserError
 from wmtool.run import Run
+
+if TYPE_CHECKING:
+    from wmtool.models import ModelSource
 
 
 class EmbedCommand(PluginCommand):
@@ -22,50 +23,44 @@ class EmbedCommand(PluginCommand):
     selector = "--scheme"
 
 
+@model_source_options
 def embed(
     ctx: typer.Context,
     scheme: Annotated[str, typer.Option("--scheme", help="Watermarking scheme (see `wmtool plugins`).")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Output model (.safetensors or .onnx).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output model; its suffix names the format (.safetensors, .onnx, ...).")],
     model: Annotated[Path | None, typer.Argument(help="Pretrained model to mark; omit to train from --arch.")] = None,
     key_out: Annotated[Path | None, typer.Option("--key-out", help="Key file (default: OUTPUT with .key.json).")] = None,
     data: DataOpt = "digits",
-    arch: ArchOpt = None,
-    arch_args: ArchArgsOpt = None,
-    input_range: InputRangeOpt = None,
-    mean: MeanOpt = None,
-    std: StdOpt = None,
-    layout: LayoutOpt = None,
     limit: LimitOpt = None,
     force: ForceOpt = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     device: DeviceOpt = "auto",
     seed: SeedOpt = 0,
+    *,
+    source: ModelSource,
 ) -> None:
     """Embed a watermark. The scheme's own options follow; `wmtool embed --scheme NAME --help` lists them."""
     from wmtool.data import load_dataset
+    from wmtool.atomic import refuse_existing
     from wmtool.keys import commitment, save_key
     from wmtool.models import save_model
-    from wmtool.workflows import embed_watermark, make_key, new_model, open_model, task_of, test_accuracy
+    from wmtool.workflows import data_card, embed_watermark, make_key, new_model, open_model, test_accuracy
 
     run = Run(json_out, quiet, device, seed)
     embedder = run.registry.get("embedder", scheme)
     given = plugin_values(ctx, embedder, "embedder")
     key_path = key_out or output.with_name(output.stem + ".key.json")
-    for path in (output, key_path):
-        if path.exists() and not force:
-            raise UserError(f"{path} exists; pass --force to overwrite it")
+    refuse_existing([output, key_path], force)
     dataset = load_dataset(data, "train", limit=limit, seed=seed)
     if model is not None:
-        task = task_of(dataset)
-        marked = open_model(run, str(model), arch=arch, arch_args=parse_arch_args(arch_args), task=task,
-                            preprocessing=preprocessing_flags(input_range, mean, std, layout))
-    elif arch is not None:
-        marked = new_model(run, arch, parse_arch_args(arch_args), dataset)
+        marked = open_model(run, str(model), source, data_card(dataset))
+    elif source.arch is not None:
+        marked = new_model(run, source.arch, source.arch_args, dataset)
     else:
         raise UserError("give a pretrained MODEL to mark, or --arch to train a marked model from scratch")
     outcome = embed_watermark(run, scheme, given, dataset, marked, pretrained=model is not None)
-    sha = save_model(outcome.model, output, force=force)
+    sha = save_model(outcome.model, output, run.registry, force=force)
     key = make_key(run, scheme, outcome, sha)
     save_key(key, key_path, force=force)
     success = float((outcome.model.predict(outcome.arrays["inputs"]) == outcome.arrays["labels"]).mean()) \

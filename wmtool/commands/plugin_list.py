@@ -5,11 +5,11 @@ from __future__ import annotations
 from wmtool.commands.common import JsonOpt, emit
 from wmtool.run import Run
 
-KINDS = ("embedder", "attack", "verifier", "architecture")
+from wmtool.registry import KINDS
 
 
 def plugins(json_out: JsonOpt = False) -> None:
-    """List the registered embedders, attacks, verifiers and architectures with their options."""
+    """List the registered embedders, attacks, verifiers, architectures and model formats with their options."""
     run = Run(json=json_out)
     registry = run.registry
     rows = []

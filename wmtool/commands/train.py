@@ -15,7 +15,7 @@ from wmtool.run import Run
 
 def train(
     arch: Annotated[str, typer.Option("--arch", help="Registered architecture (see `wmtool plugins`).")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Output .safetensors file.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output model (.safetensors, or another format by its suffix).")],
     data: DataOpt = "digits",
     arch_args: ArchArgsOpt = None,
     epochs: Annotated[int, typer.Option("--epochs", help="Training epochs.")] = 10,
@@ -31,6 +31,7 @@ def train(
     seed: SeedOpt = 0,
 ) -> None:
     """Train a clean (non-watermarked) model and save it as safetensors."""
+    from wmtool.atomic import refuse_existing
     from wmtool.data import load_dataset
     from wmtool.models import save_model
     from wmtool.workflows import test_accuracy, train_model
@@ -38,12 +39,11 @@ def train(
     run = Run(json_out, quiet, device, seed)
     if not 0 <= validation < 1:
         raise UserError(f"--validation must lie in [0, 1), got {validation}")
-    if output.exists() and not force:
-        raise UserError(f"{output} exists; pass --force to overwrite it")
+    refuse_existing([output], force)
     dataset = load_dataset(data, "train", limit=limit, seed=seed)
     trained = train_model(run, arch, parse_arch_args(arch_args), dataset, epochs=epochs, batch_size=batch_size,
                           lr=lr, optimizer=optimizer, validation=validation)
-    sha = save_model(trained.model, output, force=force)
+    sha = save_model(trained.model, output, run.registry, force=force)
     test = test_accuracy(trained.model, data, run)
     payload = {"output": str(output), "sha256": sha, "arch": trained.model.card.arch,
                "arch_args": trained.model.card.arch_args, "data": data, "train_samples": len(dataset),

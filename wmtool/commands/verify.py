@@ -3,18 +3,41 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from wmtool.commands.common import (ArchArgsOpt, ArchOpt, DeviceOpt, InputRangeOpt, JsonOpt, LayoutOpt, MeanOpt,
-                                    QuietOpt, SeedOpt, StdOpt, emit, fmt, fmt_p, parse_arch_args,
-                                    preprocessing_flags)
+from wmtool.click_compat import click
+from wmtool.commands.common import DeviceOpt, JsonOpt, QuietOpt, SeedOpt, emit, fmt, fmt_p, model_source_options
+from wmtool.commands.plugin_command import PluginCommand, plugin_values
 from wmtool.errors import UserError
 from wmtool.run import Run
 
+if TYPE_CHECKING:
+    from wmtool.models import ModelSource
 
+
+class VerifyCommand(PluginCommand):
+    """``verify`` takes the options of the verifier its ``--key`` names."""
+
+    kind = "verifier"
+    selector = "--key"
+
+    def _plugin_name(self, ctx: click.Context, args: list[str]) -> str | None:
+        """The verifier named in the key file given by ``--key`` (None when it cannot be read: the command
+        then reports the key's problem itself)."""
+        import json
+
+        path = super()._plugin_name(ctx, args)
+        try:
+            return str(json.loads(Path(path).read_text())["verifier"]) if path else None
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+
+@model_source_options
 def verify(
+    ctx: typer.Context,
     suspect: Annotated[Path, typer.Argument(help="The suspect model.")],
     key: Annotated[Path, typer.Option("--key", help="The owner's key file.")],
     alpha: Annotated[float, typer.Option("--alpha", help="Significance level of the ownership test.")] = 0.01,
@@ -24,40 +47,35 @@ def verify(
         "--expect-marked", help="Also require the suspect file to be the marked model itself (sha256).")] = False,
     published: Annotated[str | None, typer.Option(
         "--commitment", help="The commitment published at embedding time: refuse a key that does not match it.")] = None,
-    arch: ArchOpt = None,
-    arch_args: ArchArgsOpt = None,
-    input_range: InputRangeOpt = None,
-    mean: MeanOpt = None,
-    std: StdOpt = None,
-    layout: LayoutOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     device: DeviceOpt = "auto",
     seed: SeedOpt = 0,
+    *,
+    source: ModelSource,
 ) -> None:
     """Verify ownership: exit 0 when the watermark is shown (p < alpha), 1 when not, 2 on error.
 
-    An ONNX suspect without wmtool metadata is fed with the key's preprocessing unless flags say otherwise.
+    The options of the key's verifier follow (`wmtool verify --key KEY --help` lists them). A suspect
+    whose file states no preprocessing is fed with the key's unless flags say otherwise.
     """
     from wmtool.keys import commitment, load_key
-    from wmtool.model_card import ModelCard
     from wmtool.models import file_sha256
     from wmtool.stats import queries_needed
-    from wmtool.workflows import open_suspect, verify_suspect
+    from wmtool.workflows import key_card, open_suspect, verify_suspect
 
     run = Run(json_out, quiet, device, seed)
     owner_key = load_key(key)
     if published is not None and commitment(owner_key) != published.strip().lower():
         raise UserError(f"{key} does not match the published commitment {published} (it is "
                         f"{commitment(owner_key)}): a key made or changed after publication proves nothing")
-    task = ModelCard("", owner_key.task.input_shape, owner_key.task.num_classes,
-                     preprocessing=owner_key.task.preprocessing, classes=owner_key.task.classes)
-    model = open_suspect(run, str(suspect), arch=arch, arch_args=parse_arch_args(arch_args), task=task,
-                         preprocessing=preprocessing_flags(input_range, mean, std, layout))
+    given = plugin_values(ctx, run.registry.get("verifier", owner_key.verifier), "verifier")
+    model = open_suspect(run, str(suspect), source, key_card(owner_key))
     same_file = file_sha256(suspect) == owner_key.model_sha256
     if expect_marked and not same_file:
         raise UserError(f"{suspect} is not the model this key was made for (sha256 differs)")
-    result, details = verify_suspect(run, owner_key, model, alpha=alpha, test=test, queries=queries)
+    result, details = verify_suspect(run, owner_key, model, alpha=alpha, test=test, queries=queries,
+                                     given=given)
     needed = queries_needed(result.success_rate, result.null_rate, alpha=alpha, test=test)
     payload = {**result.to_json(), "queries_needed": needed, "scheme": owner_key.scheme, "verifier": owner_key.verifier,
                "null_method": owner_key.null.method, "suspect": str(suspect), "same_file_as_marked": same_file,

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wmtool.errors import UserError
+from wmtool.api import UserError
 
 Op = Callable[["Node", list[Any]], list[Any]]
 _OPS: dict[str, Op] = {}

@@ -1,4 +1,5 @@
-"""ONNX files: read them (with clear errors), query them black-box through onnxruntime, write them."""
+"""Model format ``onnx``: ONNX files read with clear errors, queried black-box through onnxruntime,
+converted to torch ops for training (architecture ``onnx``), and written back with wmtool's card."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from wmtool.errors import UserError
-from wmtool.model_card import METADATA_KEY, ModelCard
-from wmtool.preprocessing import Preprocessing
+from wmtool.api import (METADATA_KEY, Architecture, ModelCard, ModelFormat, ModelSource, Option,
+                        Preprocessing, UserError, hookimpl)
+
+WMTOOL_API_VERSION = 1
 
 EXPORT_OPSET = 17
 PREPARE_BLOCK = 512
@@ -29,11 +31,11 @@ def read_onnx(path: str | Path) -> Any:
 
 
 def read_onnx_graph(path: str | Path) -> tuple[Any, bytes]:
-    """Parse and check an ONNX file without loading its weights (see :mod:`wmtool.onnx_wire`): the model,
+    """Parse and check an ONNX file without loading its weights (see :mod:`wmtool_plugins.onnx_wire`): the model,
     whose initializers keep name, dtype and shape, and its serialized form for :class:`OnnxPredictor`."""
     import onnx
 
-    from wmtool.onnx_wire import weightless_bytes
+    from wmtool_plugins.onnx_wire import weightless_bytes
 
     def parse(p: Path) -> tuple[Any, bytes]:
         data = weightless_bytes(p)
@@ -198,13 +200,20 @@ class OnnxPredictor:
         """Predicted class indices for canonical images."""
         return self.predict_logits(x).argmax(axis=1)
 
+    def parameter_arrays(self) -> dict[str, np.ndarray]:
+        """The graph's initializers as numpy arrays (a weightless graph's are read from its folder)."""
+        from onnx import numpy_helper
+
+        folder = str(self.path.resolve().parent)
+        return {t.name: numpy_helper.to_array(t, folder) for t in self.proto.graph.initializer}
+
 
 def to_onnx_bytes(model: Any) -> bytes:
     """A :class:`~wmtool.models.Classifier` as one ONNX file (opset ≥ 17, dynamic batch), card in metadata."""
     import onnx
     import torch
 
-    from wmtool.onnx_torch import OnnxModule
+    from wmtool_plugins.onnx_graph import OnnxModule
 
     net = model.net
     if isinstance(net, OnnxModule):
@@ -231,3 +240,81 @@ def to_onnx_bytes(model: Any) -> bytes:
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(card.to_json())
     return proto.SerializeToString()
+
+
+def load(path: Path, registry: Any, source: ModelSource, task: ModelCard | None) -> Any:
+    """The graph as a trainable torch module (architecture ``onnx``, the weightless graph in its arguments)."""
+    from wmtool.api import Classifier
+    from wmtool_plugins.onnx_graph import OnnxModule, graph_without_weights
+
+    proto = read_onnx(path)
+    card = card_of(proto, path, preprocessing=source.preprocessing, task=task)
+    card = dataclasses.replace(card, arch="onnx", arch_args={"graph": graph_without_weights(proto)})
+    return Classifier(OnnxModule(proto), card)
+
+
+def predictor(path: Path, registry: Any, source: ModelSource, task: ModelCard | None, device: str) -> OnnxPredictor:
+    """The model queried through onnxruntime, its weights read once by onnxruntime itself."""
+    proto, serialized = read_onnx_graph(path)
+    return OnnxPredictor(path, proto, card_of(proto, path, preprocessing=source.preprocessing, task=task), device,
+                         serialized=serialized)
+
+
+def save(model: Any, path: Path, registry: Any) -> bytes:
+    """The model as ONNX bytes."""
+    return to_onnx_bytes(model)
+
+
+def _shape(info: Any) -> list[Any]:
+    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in info.type.tensor_type.shape.dim]
+
+
+def describe(path: Path) -> dict[str, Any]:
+    """Opset, input, outputs, ops, initializers and card, read without the weights."""
+    from onnx import helper
+
+    model, _ = read_onnx_graph(path)
+    stored = {p.key: p.value for p in model.metadata_props}
+    card = ModelCard.from_json(stored[METADATA_KEY], str(path)).to_json() if METADATA_KEY in stored else None
+    if card and card["arch"] == "onnx":
+        card["arch_args"] = {}  # the stored graph itself is not for reading
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    data_input = {"name": graph_input(model).name, "shape": _shape(graph_input(model))}
+    outputs = [{"name": o.name, "shape": _shape(o)} for o in model.graph.output]
+    ops = sorted({node.op_type for node in model.graph.node})
+    notes = [f"opset {opset}; input {data_input['name']} {data_input['shape']}; outputs "
+             + ", ".join(f"{o['name']} {o['shape']}" for o in outputs), "ops: " + ", ".join(ops)]
+    if card is None:
+        notes.append("no wmtool metadata: state the preprocessing (--input-range, --mean, --std, --layout) on the "
+                     "commands")
+    return {"format": "onnx", "opset": opset, "input": data_input, "outputs": outputs, "ops": ops,
+            "tensors": {t.name: {"dtype": helper.tensor_dtype_to_np_dtype(t.data_type).name, "shape": list(t.dims)}
+                        for t in model.graph.initializer},
+            "card": card, "notes": notes}
+
+
+def _graph_module(input_shape: tuple[int, ...], num_classes: int, graph: str | None = None) -> Any:
+    """The torch module of a stored ONNX graph."""
+    from wmtool_plugins.onnx_graph import module_from_graph
+
+    if not graph:
+        raise UserError("architecture onnx is built from an ONNX file; give the .onnx file instead")
+    return module_from_graph(graph)
+
+
+@hookimpl
+def register_model_formats(register):
+    """Register the ``onnx`` format."""
+    register(ModelFormat("onnx", "an .onnx file: queried through onnxruntime, trained as torch ops",
+                         (".onnx",), load, describe, save, predictor=predictor))
+
+
+@hookimpl
+def register_architectures(register):
+    """Register ``onnx``, the architecture of a graph imported from an ONNX file."""
+    register(Architecture(
+        "onnx", "a graph imported from an ONNX file, run with torch ops (built by wmtool from the file)",
+        _graph_module,
+        options=(Option("graph", str, None, "the ONNX graph, weights zeroed, zlib+base64 (written by wmtool)"),),
+        from_file=True,
+    ))

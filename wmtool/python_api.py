@@ -1,0 +1,101 @@
+"""wmtool from Python (notebooks, scripts): the CLI's steps as functions with the CLI's defaults.
+
+``import wmtool`` exposes these names; each opens what it is given (a path or an already opened model),
+runs the step, and returns plain results. Nothing here prints; errors are :class:`wmtool.errors.UserError`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from wmtool.data import Dataset, load_dataset
+from wmtool.jobs import AttackOutcome, EmbedOutcome
+from wmtool.keys import Key, load_key
+from wmtool.models import ModelSource
+from wmtool.run import Run
+from wmtool.stats import OwnershipResult
+from wmtool.workflows import (attack_model, data_card, embed_watermark, make_key, open_model as _open,
+                              open_suspect, verify_suspect)
+
+ModelLike = Any
+"""A path to a model (any installed format) or a model already opened by :func:`open_model`."""
+
+
+@dataclass
+class Marked:
+    """What :func:`embed` returns: the marked model, its key and the embedder's outcome."""
+
+    model: Any
+    key: Key
+    outcome: EmbedOutcome
+
+
+def _data(data: str | Dataset, split: str, seed: int) -> Dataset:
+    return data if isinstance(data, Dataset) else load_dataset(data, split, seed=seed)  # type: ignore[arg-type]
+
+
+def _run(device: str, seed: int) -> Run:
+    return Run(quiet=True, device=device, seed=seed)
+
+
+def open_model(path: str | Path, *, data: str | Dataset | None = None, arch: str | None = None,
+               arch_args: dict[str, Any] | None = None, device: str = "auto", seed: int = 0) -> Any:
+    """A trainable model (a torch ``Classifier``) from a file or folder; ``data`` supplies the task for
+    weights that name no architecture (with ``arch``)."""
+    run = _run(device, seed)
+    task = data_card(_data(data, "train", seed)) if data is not None else None
+    return _open(run, str(path), ModelSource(arch, dict(arch_args or {})), task)
+
+
+def embed(model: ModelLike, scheme: str, *, data: str | Dataset = "digits", device: str = "auto", seed: int = 0,
+          save_to: str | Path | None = None, key_to: str | Path | None = None, force: bool = False,
+          **options: Any) -> Marked:
+    """Watermark ``model`` with ``scheme`` (its options as keyword arguments, e.g. ``epochs=3``). With
+    ``save_to`` the marked model is written (and its key to ``key_to``, default ``save_to`` + .key.json);
+    the key then records the written file's sha256."""
+    from wmtool.keys import save_key
+    from wmtool.models import save_model
+
+    run = _run(device, seed)
+    dataset = _data(data, "train", seed)
+    opened = open_model(model, data=dataset, device=device, seed=seed) if isinstance(model, (str, Path)) else model
+    outcome = embed_watermark(run, scheme, options, dataset, opened, pretrained=True)
+    sha = "0" * 64
+    if save_to is not None:
+        sha = save_model(outcome.model, save_to, run.registry, force=force)
+    key = make_key(run, scheme, outcome, sha)
+    if save_to is not None:
+        save_key(key, key_to or Path(save_to).with_name(Path(save_to).stem + ".key.json"), force=force)
+    return Marked(outcome.model, key, outcome)
+
+
+def attack(victim: ModelLike, name: str, *, data: str | Dataset = "digits", device: str = "auto", seed: int = 0,
+           save_to: str | Path | None = None, force: bool = False, **options: Any) -> AttackOutcome:
+    """Run attack ``name`` on ``victim`` with the attacker's ``data`` (its options as keyword arguments)."""
+    from wmtool.models import save_model
+
+    run = _run(device, seed)
+    dataset = _data(data, "train", seed)
+    if isinstance(victim, (str, Path)):
+        white_box = run.registry.get("attack", name).white_box
+        victim = (_open if white_box else open_suspect)(run, str(victim), ModelSource(), data_card(dataset))
+    outcome, _, _ = attack_model(run, name, options, victim, dataset)
+    if save_to is not None:
+        save_model(outcome.model, save_to, run.registry, force=force)
+    return outcome
+
+
+def verify(suspect: ModelLike, key: Key | str | Path, *, alpha: float = 0.01, test: str = "binomial",
+           queries: int | None = None, device: str = "auto", seed: int = 0, **options: Any) -> OwnershipResult:
+    """The ownership test of ``suspect`` against ``key`` (the key's verifier's options as keyword
+    arguments, e.g. ``min_accuracy=0.6``)."""
+    from wmtool.workflows import key_card
+
+    run = _run(device, seed)
+    owner_key = key if isinstance(key, Key) else load_key(key)
+    if isinstance(suspect, (str, Path)):
+        suspect = open_suspect(run, str(suspect), ModelSource(), key_card(owner_key))
+    result, _ = verify_suspect(run, owner_key, suspect, alpha=alpha, test=test, queries=queries, given=options)
+    return result
