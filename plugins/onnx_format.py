@@ -11,8 +11,17 @@ from typing import Any, Callable
 
 import numpy as np
 
-from wmtool.api import (METADATA_KEY, Architecture, ModelCard, ModelFormat, ModelSource, Option,
-                        Preprocessing, UserError, hookimpl)
+from wmtool.api import (
+    METADATA_KEY,
+    Architecture,
+    ModelCard,
+    ModelFormat,
+    ModelSource,
+    Option,
+    Preprocessing,
+    UserError,
+    hookimpl,
+)
 
 WMTOOL_API_VERSION = 1
 
@@ -34,7 +43,6 @@ def read_onnx_graph(path: str | Path) -> tuple[Any, bytes]:
     """Parse and check an ONNX file without loading its weights (see :mod:`wmtool_plugins.onnx_wire`): the model,
     whose initializers keep name, dtype and shape, and its serialized form for :class:`OnnxPredictor`."""
     import onnx
-
     from wmtool_plugins.onnx_wire import weightless_bytes
 
     def parse(p: Path) -> tuple[Any, bytes]:
@@ -212,7 +220,6 @@ def to_onnx_bytes(model: Any) -> bytes:
     """A :class:`~wmtool.models.Classifier` as one ONNX file (opset ≥ 17, dynamic batch), card in metadata."""
     import onnx
     import torch
-
     from wmtool_plugins.onnx_graph import OnnxModule
 
     net = model.net
@@ -244,8 +251,9 @@ def to_onnx_bytes(model: Any) -> bytes:
 
 def load(path: Path, registry: Any, source: ModelSource, task: ModelCard | None) -> Any:
     """The graph as a trainable torch module (architecture ``onnx``, the weightless graph in its arguments)."""
-    from wmtool.api import Classifier
     from wmtool_plugins.onnx_graph import OnnxModule, graph_without_weights
+
+    from wmtool.api import Classifier
 
     proto = read_onnx(path)
     card = card_of(proto, path, preprocessing=source.preprocessing, task=task)

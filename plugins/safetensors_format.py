@@ -13,8 +13,17 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from wmtool.api import (METADATA_KEY, ModelCard, ModelFormat, ModelSource, UserError, hookimpl, load_weights,
-                        spec_from_config, state_shapes)
+from wmtool.api import (
+    METADATA_KEY,
+    ModelCard,
+    ModelFormat,
+    ModelSource,
+    UserError,
+    hookimpl,
+    load_weights,
+    spec_from_config,
+    state_shapes,
+)
 
 WMTOOL_API_VERSION = 1
 

@@ -16,8 +16,8 @@ from wmtool.keys import Key, load_key
 from wmtool.models import ModelSource
 from wmtool.run import Run
 from wmtool.stats import OwnershipResult
-from wmtool.workflows import (attack_model, data_card, embed_watermark, make_key, open_model as _open,
-                              open_suspect, verify_suspect)
+from wmtool.workflows import attack_model, data_card, embed_watermark, make_key, open_suspect, verify_suspect
+from wmtool.workflows import open_model as _open
 
 ModelLike = Any
 """A path to a model (any installed format) or a model already opened by :func:`open_model`."""

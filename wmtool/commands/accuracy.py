@@ -7,26 +7,20 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from wmtool.commands.common import (DataOpt, DeviceOpt, JsonOpt, LimitOpt, QuietOpt, SeedOpt, SplitOpt, emit, fmt,
-                                    model_source_options)
+from wmtool.commands.common import RUN, SOURCE, DataOpt, LimitOpt, SplitOpt, emit, fmt, shared_options
 from wmtool.run import Run
 
 if TYPE_CHECKING:
     from wmtool.models import ModelSource
 
 
-@model_source_options
+@shared_options(SOURCE, RUN)
 def accuracy(
     model: Annotated[Path, typer.Argument(help="The model to evaluate.")],
     data: DataOpt = "digits",
     split: SplitOpt = "test",
     limit: LimitOpt = None,
-    json_out: JsonOpt = False,
-    quiet: QuietOpt = False,
-    device: DeviceOpt = "auto",
-    seed: SeedOpt = 0,
-    *,
-    source: ModelSource,
+    *, source: ModelSource, run: Run,
 ) -> None:
     """Print the model's classification accuracy on a split of a dataset (ONNX runs through onnxruntime)."""
     import sys
@@ -35,8 +29,7 @@ def accuracy(
     from wmtool.training import accuracy as score
     from wmtool.workflows import check_task, data_card, open_suspect
 
-    run = Run(json_out, quiet, device, seed)
-    dataset = load_dataset(data, split, limit=limit, seed=seed)
+    dataset = load_dataset(data, split, limit=limit, seed=run.seed)
     classifier = open_suspect(run, str(model), source, data_card(dataset))
     check_task(classifier.card, dataset, str(model))
     value = score(classifier, dataset.x, dataset.y)

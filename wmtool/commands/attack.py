@@ -7,8 +7,11 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from wmtool.commands.common import (DataOpt, DeviceOpt, ForceOpt, JsonOpt, LimitOpt, QuietOpt, SeedOpt, SplitOpt, emit, fmt, model_source_options)
-from wmtool.commands.plugin_command import PluginCommand, plugin_values
+from wmtool.atomic import refuse_existing
+from wmtool.commands.common import FORCE, RUN, SOURCE, DataOpt, LimitOpt, OutputOpt, SplitOpt, emit, fmt, shared_options
+from wmtool.commands.plugin_command import PluginCommand, chosen_plugin
+from wmtool.data import load_dataset
+from wmtool.models import save_model
 from wmtool.run import Run
 
 if TYPE_CHECKING:
@@ -22,34 +25,23 @@ class AttackCommand(PluginCommand):
     selector = None
 
 
-@model_source_options
+@shared_options(SOURCE, RUN, FORCE)
 def attack(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Attack (see `wmtool plugins`).")],
     victim: Annotated[Path, typer.Argument(help="The model to attack.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Output model; its suffix names the format (.safetensors, .onnx, ...).")],
+    output: OutputOpt,
     data: DataOpt = "digits",
     split: SplitOpt = "train",
     limit: LimitOpt = None,
-    force: ForceOpt = False,
-    json_out: JsonOpt = False,
-    quiet: QuietOpt = False,
-    device: DeviceOpt = "auto",
-    seed: SeedOpt = 0,
-    *,
-    source: ModelSource,
+    *, source: ModelSource, run: Run, force: bool,
 ) -> None:
     """Attack a watermarked model. The attack's own options follow; `wmtool attack NAME --help` lists them."""
-    from wmtool.data import load_dataset
-    from wmtool.atomic import refuse_existing
-    from wmtool.models import save_model
     from wmtool.workflows import attack_model, data_card, open_model, open_suspect, test_accuracy
 
-    run = Run(json_out, quiet, device, seed)
-    plugin = run.registry.get("attack", name)
-    given = plugin_values(ctx, plugin, "attack")
+    plugin, given = chosen_plugin(ctx, run.registry, name)
     refuse_existing([output], force)
-    dataset = load_dataset(data, split, limit=limit, seed=seed)
+    dataset = load_dataset(data, split, limit=limit, seed=run.seed)
     opener = open_model if plugin.white_box else open_suspect
     model = opener(run, str(victim), source, data_card(dataset))
     before = test_accuracy(model, data, run)

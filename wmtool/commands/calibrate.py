@@ -8,23 +8,18 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from wmtool.commands.common import DeviceOpt, JsonOpt, QuietOpt, SeedOpt, emit, fmt, model_source_options
+from wmtool.commands.common import RUN, SOURCE, emit, fmt, shared_options
 from wmtool.run import Run
 
 if TYPE_CHECKING:
     from wmtool.models import ModelSource
 
 
-@model_source_options
+@shared_options(SOURCE, RUN)
 def calibrate(
     references: Annotated[list[Path], typer.Argument(help="Models known NOT to carry the watermark.")],
     key: Annotated[Path, typer.Option("--key", help="The key to calibrate (rewritten in place, atomically).")],
-    json_out: JsonOpt = False,
-    quiet: QuietOpt = False,
-    device: DeviceOpt = "auto",
-    seed: SeedOpt = 0,
-    *,
-    source: ModelSource,
+    *, source: ModelSource, run: Run,
 ) -> None:
     """Measure the key's null rate on reference models and store it, with their sha256, in the key.
 
@@ -36,7 +31,6 @@ def calibrate(
     from wmtool.models import file_sha256
     from wmtool.workflows import calibrate_key, key_card, open_suspect
 
-    run = Run(json_out, quiet, device, seed)
     owner_key = load_key(key)
     opened = [(str(path), open_suspect(run, str(path), source, key_card(owner_key)), file_sha256(path))
               for path in references]

@@ -8,6 +8,8 @@ import inspect
 import json
 import math
 import sys
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Callable
 
 import typer
@@ -27,52 +29,20 @@ SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for every random choi
 DataOpt = Annotated[str, typer.Option("--data", help="digits (embedded), an IDX folder, a .npz or an image folder.")]
 SplitOpt = Annotated[str, typer.Option("--split", help="train | test | all (sources without a test split hold out a fixed 20% as test).")]
 LimitOpt = Annotated[int | None, typer.Option("--limit", help="Use at most this many samples (chosen by --seed).")]
-ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")]
-
-_SOURCE_OPTIONS: tuple[tuple[str, Any], ...] = (
-    ("arch", Annotated[str | None, typer.Option("--arch", help=(
-        "Architecture for weights that name none: a registered name, path/to/file.py:Factory or "
-        "package.module:Factory (a class or function returning a torch.nn.Module; its code RUNS, trust it)."))]),
-    ("arch_args", Annotated[str | None, typer.Option("--arch-args", help="JSON object of the architecture's arguments.")]),
-    ("input_range", Annotated[float | None, typer.Option(
-        "--input-range", help="Preprocessing: the model takes pixels in [0, R], e.g. 1 or 255.")]),
-    ("mean", Annotated[str | None, typer.Option(
-        "--mean", help="Preprocessing: mean per channel (comma-separated, in input-range units), subtracted.")]),
-    ("std", Annotated[str | None, typer.Option("--std", help="Preprocessing: std per channel, divided by.")]),
-    ("layout", Annotated[str | None, typer.Option("--layout", help="Preprocessing: NCHW or NHWC input layout.")]),
-)
-
-ArchArgsOpt = dict(_SOURCE_OPTIONS)["arch_args"]  # for commands that build a model of a named architecture
+OutputOpt = Annotated[Path, typer.Option("--output", "-o", help=(
+    "Output model; its suffix names the format (.safetensors, .onnx, ...)."))]
 
 
-def model_source_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Give a command the model-source options (``--arch``, ``--arch-args``, ``--input-range``, ``--mean``,
-    ``--std``, ``--layout``), declared here once; the command receives them as ``source: ModelSource``."""
-    signature = inspect.signature(command)
-    own = [param.replace(annotation=_evaluated(param.annotation, command))
-           for name, param in signature.parameters.items() if name != "source"]
-    added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
-             for name, annotation in _SOURCE_OPTIONS]
-    names = [param.name for param in own]
-    at = names.index("json_out") if "json_out" in names else len(own)  # the shared run options stay last
-    keyword = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own[at:]]
-    positional = own[:at]
 
-    @functools.wraps(command)
-    def with_source(*args: Any, **kwargs: Any) -> Any:
-        values = {name: kwargs.pop(name) for name, _ in _SOURCE_OPTIONS}
-        return command(*args, source=model_source(**values), **kwargs)
+@dataclass(frozen=True)
+class OptionGroup:
+    """Options several commands share, declared once: the command receives them combined into one
+    argument, ``parameter``, by ``combine(**values)``."""
 
-    del with_source.__wrapped__  # typer must read the signature below, not the command's own
-    parameters = [*positional, *added, *keyword]
-    with_source.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
-    with_source.__annotations__ = {param.name: param.annotation for param in parameters}
-    return with_source
-
-
-def _evaluated(annotation: Any, command: Callable[..., Any]) -> Any:
-    """A postponed (string) annotation of ``command`` evaluated in its module, as typer needs it."""
-    return eval(annotation, command.__globals__) if isinstance(annotation, str) else annotation  # noqa: S307
+    parameter: str
+    options: tuple[tuple[str, Any, Any], ...]
+    """(name, annotated type, default) for each option."""
+    combine: Callable[..., Any]
 
 
 def model_source(arch: str | None = None, arch_args: str | None = None, input_range: float | None = None,
@@ -81,6 +51,67 @@ def model_source(arch: str | None = None, arch_args: str | None = None, input_ra
     from wmtool.models import ModelSource
 
     return ModelSource(arch, parse_arch_args(arch_args), preprocessing_flags(input_range, mean, std, layout))
+
+
+ArchArgsOpt = Annotated[str | None, typer.Option("--arch-args", help="JSON object of the architecture's arguments.")]
+
+SOURCE = OptionGroup("source", (
+    ("arch", Annotated[str | None, typer.Option("--arch", help=(
+        "Architecture for weights that name none: a registered name, path/to/file.py:Factory or "
+        "package.module:Factory (a class or function returning a torch.nn.Module; its code RUNS, trust it)."))],
+     None),
+    ("arch_args", ArchArgsOpt, None),
+    ("input_range", Annotated[float | None, typer.Option(
+        "--input-range", help="Preprocessing: the model takes pixels in [0, R], e.g. 1 or 255.")], None),
+    ("mean", Annotated[str | None, typer.Option(
+        "--mean", help="Preprocessing: mean per channel (comma-separated, in input-range units), subtracted.")], None),
+    ("std", Annotated[str | None, typer.Option("--std", help="Preprocessing: std per channel, divided by.")], None),
+    ("layout", Annotated[str | None, typer.Option("--layout", help="Preprocessing: NCHW or NHWC input layout.")],
+     None),
+), model_source)
+"""How to open a model: ``--arch``, ``--arch-args``, ``--input-range``, ``--mean``, ``--std``, ``--layout``."""
+
+RUN = OptionGroup("run", (("json_out", JsonOpt, False), ("quiet", QuietOpt, False), ("device", DeviceOpt, "auto"),
+                          ("seed", SeedOpt, 0)),
+                  lambda json_out, quiet, device, seed: Run(json_out, quiet, device, seed))
+"""The run options of commands that compute: ``--json``, ``--quiet``, ``--device``, ``--seed``."""
+
+FORCE = OptionGroup("force", (("force", Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")],
+                                False),), lambda force: force)
+"""``--force``: commands that write files overwrite existing ones only with it."""
+
+OUTPUT = OptionGroup("run", (("json_out", JsonOpt, False),), lambda json_out: Run(json=json_out))
+"""The run option of commands that only read or convert: ``--json``."""
+
+
+def shared_options(*groups: OptionGroup) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a command the options of ``groups`` after its own; it receives each group as one argument."""
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        receives = {group.parameter for group in groups}
+        own = [param.replace(annotation=_evaluated(param.annotation, command))
+               for name, param in inspect.signature(command).parameters.items() if name not in receives]
+        added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+                 for group in groups for name, annotation, default in group.options]
+
+        @functools.wraps(command)
+        def with_groups(*args: Any, **kwargs: Any) -> Any:
+            for group in groups:
+                kwargs[group.parameter] = group.combine(**{name: kwargs.pop(name) for name, _, _ in group.options})
+            return command(*args, **kwargs)
+
+        del with_groups.__wrapped__  # typer must read the signature below, not the command's own
+        parameters = [*own, *added]
+        with_groups.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+        with_groups.__annotations__ = {param.name: param.annotation for param in parameters}
+        return with_groups
+
+    return decorate
+
+
+def _evaluated(annotation: Any, command: Callable[..., Any]) -> Any:
+    """A postponed (string) annotation of ``command`` evaluated in its module, as typer needs it."""
+    return eval(annotation, command.__globals__) if isinstance(annotation, str) else annotation  # noqa: S307
 
 
 def console() -> "Console":

@@ -7,34 +7,31 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from wmtool.commands.common import (ForceOpt, JsonOpt, emit, model_source_options)
+from wmtool.atomic import refuse_existing
+from wmtool.commands.common import FORCE, OUTPUT, SOURCE, OutputOpt, emit, shared_options
+from wmtool.data import load_dataset
+from wmtool.models import save_model
 from wmtool.run import Run
 
 if TYPE_CHECKING:
     from wmtool.models import ModelSource
 
 
-@model_source_options
+@shared_options(SOURCE, OUTPUT, FORCE)
 def convert(
     model: Annotated[Path, typer.Argument(help="Input model (any format `wmtool plugins` lists).")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Output model; its suffix names the format.")],
+    output: OutputOpt,
     data: Annotated[str | None, typer.Option("--data", help="Dataset giving the task, for files that state none.")] = None,
-    force: ForceOpt = False,
-    json_out: JsonOpt = False,
-    *,
-    source: ModelSource,
+    *, source: ModelSource, run: Run, force: bool,
 ) -> None:
     """Convert a model between formats, chosen by the suffix of -o (e.g. safetensors ↔ ONNX; ONNX: one file,
     opset 17, dynamic batch).
 
     The card (architecture, input shape, classes, preprocessing) travels in the output's metadata.
     """
-    from wmtool.atomic import refuse_existing
-    from wmtool.data import load_dataset
-    from wmtool.models import load_model, save_model
+    from wmtool.models import load_model
     from wmtool.workflows import data_card
 
-    run = Run(json=json_out)
     refuse_existing([output], force)
     task = data_card(load_dataset(data)) if data else None
     loaded = load_model(model, run.registry, source, task)

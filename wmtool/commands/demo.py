@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from wmtool.commands.common import DeviceOpt, JsonOpt, QuietOpt, SeedOpt, emit, fmt, fmt_p, parse_arch_args
+from wmtool.commands.common import RUN, emit, fmt, fmt_p, parse_arch_args, shared_options
 from wmtool.run import Run
 
 FLAGSHIP = {  # the default demo: EWE against its baseline (κ = 0), each as a JSON object of options
@@ -17,6 +17,7 @@ FLAGSHIP = {  # the default demo: EWE against its baseline (κ = 0), each as a J
 ATTACK_OPTIONS = {"extract": {"batch_size": 64}}  # a few hundred steps on digits' 1,437 training images
 
 
+@shared_options(RUN)
 def demo(
     scheme: Annotated[str, typer.Option("--scheme", help="Watermarking scheme to show.")] = "ewe",
     options: Annotated[str | None, typer.Option("--options", help=(
@@ -32,10 +33,7 @@ def demo(
     epochs: Annotated[int, typer.Option("--epochs", help="Epochs of clean training.")] = 30,
     arch_args: Annotated[str | None, typer.Option("--arch-args", help=(
         "JSON object of the clean ewe-cnn's arguments, e.g. '{\"init\": \"glorot\"}'."))] = None,
-    json_out: JsonOpt = False,
-    quiet: QuietOpt = False,
-    device: DeviceOpt = "auto",
-    seed: SeedOpt = 0,
+    *, run: Run,
 ) -> None:
     """Train a clean model on 70% of digits' training set, watermark it (and a baseline), attack both
     with the whole training set as the attacker's data, and verify every model against each key.
@@ -47,7 +45,6 @@ def demo(
     from wmtool.options import json_object
     from wmtool.workflows import train_model
 
-    run = Run(json_out, quiet, device, seed)
     default_options, default_baseline = FLAGSHIP.get(scheme, ("{}", ""))
     options = default_options if options is None else options
     baseline = default_baseline if baseline is None else baseline
@@ -57,7 +54,7 @@ def demo(
     run.registry.get("embedder", scheme)  # unknown names fail before any training
     run.registry.get("attack", attack_name)
     attacker = load_dataset("digits", "train")
-    owner, _ = split_validation(attacker, 0.3, seed)
+    owner, _ = split_validation(attacker, 0.3, run.seed)
     test = load_dataset("digits", "test")
     folder = out_dir or Path(tempfile.mkdtemp(prefix="wmtool-demo-"))
     folder.mkdir(parents=True, exist_ok=True)

@@ -7,9 +7,12 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from wmtool.commands.common import (DataOpt, DeviceOpt, ForceOpt, JsonOpt, LimitOpt, QuietOpt, SeedOpt, emit, fmt, model_source_options)
-from wmtool.commands.plugin_command import PluginCommand, plugin_values
+from wmtool.atomic import refuse_existing
+from wmtool.commands.common import FORCE, RUN, SOURCE, DataOpt, LimitOpt, OutputOpt, emit, fmt, shared_options
+from wmtool.commands.plugin_command import PluginCommand, chosen_plugin
+from wmtool.data import load_dataset
 from wmtool.errors import UserError
+from wmtool.models import save_model
 from wmtool.run import Run
 
 if TYPE_CHECKING:
@@ -23,36 +26,25 @@ class EmbedCommand(PluginCommand):
     selector = "--scheme"
 
 
-@model_source_options
+@shared_options(SOURCE, RUN, FORCE)
 def embed(
     ctx: typer.Context,
     scheme: Annotated[str, typer.Option("--scheme", help="Watermarking scheme (see `wmtool plugins`).")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Output model; its suffix names the format (.safetensors, .onnx, ...).")],
+    output: OutputOpt,
     model: Annotated[Path | None, typer.Argument(help="Pretrained model to mark; omit to train from --arch.")] = None,
     key_out: Annotated[Path | None, typer.Option("--key-out", help="Key file (default: OUTPUT with .key.json).")] = None,
     data: DataOpt = "digits",
     limit: LimitOpt = None,
-    force: ForceOpt = False,
-    json_out: JsonOpt = False,
-    quiet: QuietOpt = False,
-    device: DeviceOpt = "auto",
-    seed: SeedOpt = 0,
-    *,
-    source: ModelSource,
+    *, source: ModelSource, run: Run, force: bool,
 ) -> None:
     """Embed a watermark. The scheme's own options follow; `wmtool embed --scheme NAME --help` lists them."""
-    from wmtool.data import load_dataset
-    from wmtool.atomic import refuse_existing
     from wmtool.keys import commitment, save_key
-    from wmtool.models import save_model
     from wmtool.workflows import data_card, embed_watermark, make_key, new_model, open_model, test_accuracy
 
-    run = Run(json_out, quiet, device, seed)
-    embedder = run.registry.get("embedder", scheme)
-    given = plugin_values(ctx, embedder, "embedder")
+    _, given = chosen_plugin(ctx, run.registry, scheme)
     key_path = key_out or output.with_name(output.stem + ".key.json")
     refuse_existing([output, key_path], force)
-    dataset = load_dataset(data, "train", limit=limit, seed=seed)
+    dataset = load_dataset(data, "train", limit=limit, seed=run.seed)
     if model is not None:
         marked = open_model(run, str(model), source, data_card(dataset))
     elif source.arch is not None:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from wmtool.commands.common import JsonOpt, emit, model_source_options
+from wmtool.commands.common import OUTPUT, SOURCE, emit, shared_options
 from wmtool.errors import UserError
 from wmtool.run import Run
 
@@ -61,15 +61,13 @@ def _architecture_check(run: Run, path: Path, card: dict[str, Any] | None, sourc
             "forward": {"input": list(probe.shape), "output": list(getattr(output, "shape", []))}}
 
 
-@model_source_options
+@shared_options(SOURCE, OUTPUT)
 def inspect(
     model: Annotated[Path, typer.Argument(help="A model (any format `wmtool plugins` lists).")],
     data: Annotated[str | None, typer.Option("--data", help="With --arch: the task (shape, classes) to check.")] = None,
     input_shape: Annotated[str | None, typer.Option(
         "--input-shape", help="With --arch: the input C,H,W for the forward-pass check (default: the file's).")] = None,
-    json_out: JsonOpt = False,
-    *,
-    source: ModelSource,
+    *, source: ModelSource, run: Run,
 ) -> None:
     """Show a model file's format, tensors, parameter count, architecture, preprocessing and classes.
 
@@ -78,7 +76,6 @@ def inspect(
     """
     from wmtool.models import describe_model
 
-    run = Run(json=json_out)
     path = model
     info = describe_model(path, run.registry)
     notes = info.pop("notes", [])

@@ -102,8 +102,11 @@ def _print_plugin_help(kind: str, plugin: Any) -> None:
     Console().print(table)
 
 
-def plugin_values(ctx: click.Context, plugin: Any, kind: str) -> dict[str, Any]:
-    """The plugin's option values from what :class:`PluginCommand` set aside (extra words are errors)."""
+def chosen_plugin(ctx: click.Context, registry: Any, name: str) -> tuple[Any, dict[str, Any]]:
+    """The plugin ``name`` of the command's kind and its option values from what :class:`PluginCommand`
+    set aside (extra words are errors)."""
     from wmtool.options import parse_args
 
-    return parse_args(ctx.meta.get("plugin_args", []) + list(ctx.args), plugin.options, f"{kind} {plugin.name}")
+    kind = ctx.command.kind  # type: ignore[attr-defined]
+    plugin = registry.get(kind, name)
+    return plugin, parse_args(ctx.meta.get("plugin_args", []) + list(ctx.args), plugin.options, f"{kind} {name}")

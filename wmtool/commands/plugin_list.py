@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from wmtool.commands.common import JsonOpt, emit
+from wmtool.commands.common import OUTPUT, emit, shared_options
+from wmtool.registry import KINDS
 from wmtool.run import Run
 
-from wmtool.registry import KINDS
 
-
-def plugins(json_out: JsonOpt = False) -> None:
+@shared_options(OUTPUT)
+def plugins(*, run: Run) -> None:
     """List the registered embedders, attacks, verifiers, architectures and model formats with their options."""
-    run = Run(json=json_out)
     registry = run.registry
     rows = []
     for kind in KINDS:

@@ -2,20 +2,33 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from wmtool.commands.common import (ArchArgsOpt, DataOpt, DeviceOpt, ForceOpt, JsonOpt, LimitOpt, QuietOpt,
-                                    SeedOpt, emit, fmt, parse_arch_args)
+from wmtool.atomic import refuse_existing
+from wmtool.commands.common import (
+    FORCE,
+    RUN,
+    ArchArgsOpt,
+    DataOpt,
+    LimitOpt,
+    OutputOpt,
+    emit,
+    fmt,
+    parse_arch_args,
+    shared_options,
+)
+from wmtool.data import load_dataset
 from wmtool.errors import UserError
+from wmtool.models import save_model
 from wmtool.run import Run
 
 
+@shared_options(RUN, FORCE)
 def train(
     arch: Annotated[str, typer.Option("--arch", help="Registered architecture (see `wmtool plugins`).")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Output model (.safetensors, or another format by its suffix).")],
+    output: OutputOpt,
     data: DataOpt = "digits",
     arch_args: ArchArgsOpt = None,
     epochs: Annotated[int, typer.Option("--epochs", help="Training epochs.")] = 10,
@@ -24,23 +37,15 @@ def train(
     optimizer: Annotated[str, typer.Option("--optimizer", help="adam | sgd | adadelta.")] = "adam",
     validation: Annotated[float, typer.Option("--validation", help="Fraction held out for validation.")] = 0.1,
     limit: LimitOpt = None,
-    force: ForceOpt = False,
-    json_out: JsonOpt = False,
-    quiet: QuietOpt = False,
-    device: DeviceOpt = "auto",
-    seed: SeedOpt = 0,
+    *, run: Run, force: bool,
 ) -> None:
     """Train a clean (non-watermarked) model and save it as safetensors."""
-    from wmtool.atomic import refuse_existing
-    from wmtool.data import load_dataset
-    from wmtool.models import save_model
     from wmtool.workflows import test_accuracy, train_model
 
-    run = Run(json_out, quiet, device, seed)
     if not 0 <= validation < 1:
         raise UserError(f"--validation must lie in [0, 1), got {validation}")
     refuse_existing([output], force)
-    dataset = load_dataset(data, "train", limit=limit, seed=seed)
+    dataset = load_dataset(data, "train", limit=limit, seed=run.seed)
     trained = train_model(run, arch, parse_arch_args(arch_args), dataset, epochs=epochs, batch_size=batch_size,
                           lr=lr, optimizer=optimizer, validation=validation)
     sha = save_model(trained.model, output, run.registry, force=force)

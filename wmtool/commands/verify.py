@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from wmtool.click_compat import click
-from wmtool.commands.common import DeviceOpt, JsonOpt, QuietOpt, SeedOpt, emit, fmt, fmt_p, model_source_options
-from wmtool.commands.plugin_command import PluginCommand, plugin_values
+from wmtool.commands.common import RUN, SOURCE, emit, fmt, fmt_p, shared_options
+from wmtool.commands.plugin_command import PluginCommand, chosen_plugin
 from wmtool.errors import UserError
 from wmtool.run import Run
 
@@ -35,7 +35,7 @@ class VerifyCommand(PluginCommand):
             return None
 
 
-@model_source_options
+@shared_options(SOURCE, RUN)
 def verify(
     ctx: typer.Context,
     suspect: Annotated[Path, typer.Argument(help="The suspect model.")],
@@ -47,12 +47,7 @@ def verify(
         "--expect-marked", help="Also require the suspect file to be the marked model itself (sha256).")] = False,
     published: Annotated[str | None, typer.Option(
         "--commitment", help="The commitment published at embedding time: refuse a key that does not match it.")] = None,
-    json_out: JsonOpt = False,
-    quiet: QuietOpt = False,
-    device: DeviceOpt = "auto",
-    seed: SeedOpt = 0,
-    *,
-    source: ModelSource,
+    *, source: ModelSource, run: Run,
 ) -> None:
     """Verify ownership: exit 0 when the watermark is shown (p < alpha), 1 when not, 2 on error.
 
@@ -64,12 +59,11 @@ def verify(
     from wmtool.stats import queries_needed
     from wmtool.workflows import key_card, open_suspect, verify_suspect
 
-    run = Run(json_out, quiet, device, seed)
     owner_key = load_key(key)
     if published is not None and commitment(owner_key) != published.strip().lower():
         raise UserError(f"{key} does not match the published commitment {published} (it is "
                         f"{commitment(owner_key)}): a key made or changed after publication proves nothing")
-    given = plugin_values(ctx, run.registry.get("verifier", owner_key.verifier), "verifier")
+    _, given = chosen_plugin(ctx, run.registry, owner_key.verifier)
     model = open_suspect(run, str(suspect), source, key_card(owner_key))
     same_file = file_sha256(suspect) == owner_key.model_sha256
     if expect_marked and not same_file:
