@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from wmtool import hookimpl
 from wmtool.cli import app
+from wmtool.plugins import pm
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
@@ -44,3 +46,50 @@ def digits_models(tmp_path_factory, cli) -> dict[str, Path]:
     cli("embed", "--scheme", "backdoor", clean, "--data", "digits", "-o", marked, "--key-out", key,
         "--epochs", 3)
     return {"clean": clean, "marked": marked, "key": key, "folder": folder}
+
+
+class FakeSchemeAndAttack:
+    """An in-process embedder and attack for tests where training is not the point: ``fake-mark`` keeps the
+    model as it is and records its own answers on 50 training inputs as the watermark (so the model itself
+    is claimed); ``fake-attack`` returns the victim unchanged. Both count their calls."""
+
+    calls: list[str] = []
+
+    @staticmethod
+    def _mark(job):
+        import numpy as np
+
+        from wmtool.api import EmbedOutcome, NullRate
+
+        FakeSchemeAndAttack.calls.append("fake-mark")
+        inputs = job.data.x[:50]
+        return EmbedOutcome(job.model, {"inputs": inputs, "labels": job.model.predict(inputs).astype(np.int64)},
+                            NullRate.chance(job.model.card.num_classes), dict(job.params))
+
+    @staticmethod
+    def _attack(job):
+        from wmtool.api import AttackOutcome
+
+        FakeSchemeAndAttack.calls.append("fake-attack")
+        return AttackOutcome(job.victim)
+
+    @hookimpl
+    def register_embedders(self, register):
+        from wmtool.api import Embedder
+
+        register(Embedder("fake-mark", "test double: the model's own answers as the watermark", self._mark))
+
+    @hookimpl
+    def register_attacks(self, register):
+        from wmtool.api import Attack
+
+        register(Attack("fake-attack", "test double: the victim unchanged", self._attack))
+
+
+@pytest.fixture
+def fakes():
+    """The fake embedder and attack, registered for one test; yields their call log."""
+    pm.register(FakeSchemeAndAttack(), name="fakes")
+    FakeSchemeAndAttack.calls.clear()
+    yield FakeSchemeAndAttack.calls
+    pm.unregister(name="fakes")

@@ -159,6 +159,13 @@ def test_bits_claim_needs_the_minimum_accuracy_as_well_as_significance(cli, mlps
     verdict = cli.json("verify", "--key", key_path, clean, expect=1)
     assert verdict["p_value"] < 0.01 and verdict["success_rate"] == pytest.approx(0.53, abs=0.001)
     assert not verdict["claimed"]
+    # the bits verifier's own option reaches it from the command line, both ways
+    assert cli.json("verify", "--key", key_path, clean, "--min-accuracy", 0.52)["claimed"]
+    marked_verdict = cli.json("verify", "--key", key_path, marked, expect=None)
+    stricter = cli.json("verify", "--key", key_path, marked, "--min-accuracy", 0.99, expect=1)
+    assert stricter["success_rate"] == marked_verdict["success_rate"] < 0.99 and not stricter["claimed"]
+    listed = cli("verify", "--key", key_path, "--help").stdout
+    assert "--min-accuracy" in listed and "verifier bits" in listed
 
 
 def test_the_ingrainer_trains_with_its_own_optimizer_or_else_the_classifiers(monkeypatch):

@@ -41,24 +41,40 @@ class FakeVerifierAndArchitecture:
         register(Architecture("tiny", "a one-hidden-layer MLP", build, (Option("width", int, 4, "hidden units"),)))
 
 
-def test_register_verifiers_and_register_architectures_hooks(tmp_path):
-    from wmtool.keys import Key, NullRate, Task
+@pytest.fixture
+def tiny_and_count_all():
+    pm.register(FakeVerifierAndArchitecture(), name="fake2")
+    yield get_registry()
+    pm.unregister(name="fake2")
+
+
+def test_hook_register_architectures(tiny_and_count_all, tmp_path):
     from wmtool.model_card import ModelCard
     from wmtool.models import build_model, load_model, save_model
+
+    registry = tiny_and_count_all
+    model = build_model(registry, ModelCard("tiny", (1, 8, 8), 10, {"width": 6}))
+    save_model(model, tmp_path / "tiny.safetensors", registry)
+    assert load_model(tmp_path / "tiny.safetensors", registry).card.arch_args == {"width": 6}
+
+
+def test_hook_register_verifiers(tiny_and_count_all):
+    from wmtool.keys import Key, NullRate, Task
+    from wmtool.model_card import ModelCard
+    from wmtool.models import build_model
     from wmtool.run import Run
     from wmtool.workflows import verify_suspect
 
-    pm.register(FakeVerifierAndArchitecture(), name="fake2")
-    try:
-        registry = get_registry()
-        model = build_model(registry, ModelCard("tiny", (1, 8, 8), 10, {"width": 6}))
-        save_model(model, tmp_path / "tiny.safetensors", registry)
-        assert load_model(tmp_path / "tiny.safetensors", registry).card.arch_args == {"width": 6}
-        key = Key("x", "count-all", {}, Task((1, 8, 8), 10), NullRate.chance(10), "0" * 64)
-        result, _ = verify_suspect(Run(), key, model, alpha=0.01, test="binomial", queries=None)
-        assert result.claimed and result.successes == 10
-    finally:
-        pm.unregister(name="fake2")
+    model = build_model(tiny_and_count_all, ModelCard("tiny", (1, 8, 8), 10, {"width": 6}))
+    key = Key("x", "count-all", {}, Task((1, 8, 8), 10), NullRate.chance(10), "0" * 64)
+    result, _ = verify_suspect(Run(), key, model, alpha=0.01, test="binomial", queries=None)
+    assert result.claimed and result.successes == 10
+
+
+def test_hook_register_embedders(fakes, cli, digits_models, tmp_path):
+    made = cli.json("embed", "--scheme", "fake-mark", digits_models["clean"], "-o", tmp_path / "m.safetensors")
+    assert fakes == ["fake-mark"] and made["watermark_success"] == 1.0 and made["null_rate"] == 0.1
+    assert cli.json("verify", "--key", tmp_path / "m.key.json", tmp_path / "m.safetensors")["claimed"]
 
 
 class BrokenPlugin:
@@ -89,7 +105,7 @@ def test_every_hookspec_is_implemented_by_some_plugin():
     assert specs == implemented
 
 
-def test_fake_plugin_registers_in_process_and_duplicates_are_reported(fake_plugin, cli):
+def test_hook_register_attacks_in_process_and_duplicates_are_reported(fake_plugin, cli):
     registry = get_registry()
     assert registry.get("attack", "identity").options[0].name == "strength"
     assert registry.entries["attack"]["finetune"].distribution == "wmtool"

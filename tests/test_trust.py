@@ -169,3 +169,18 @@ def test_calibrate_stores_the_reference_null_rate_and_verify_uses_the_larger(cli
     assert verdict["null_rate"] == pytest.approx(report["rate"])
     refused = cli("calibrate", "--key", key_path, digits_models["marked"], expect=2)
     assert "is the marked model itself" in refused.stderr
+
+
+def test_calibrate_takes_the_model_source_options(cli, digits_models, tmp_path):
+    """A reference file that names no architecture is opened with --arch, as every command does."""
+    from safetensors.torch import load_file, save_file
+
+    bare = tmp_path / "bare.safetensors"
+    save_file(load_file(str(digits_models["clean"])), str(bare))
+    key_path = tmp_path / "key.json"
+    key_path.write_bytes(digits_models["key"].read_bytes())
+    refused = cli("calibrate", "--key", key_path, bare, expect=2)
+    assert "names no architecture; pass --arch" in refused.stderr
+    with_arch = cli.json("calibrate", "--key", key_path, bare, "--arch", "ewe-cnn")
+    with_card = cli.json("calibrate", "--key", key_path, digits_models["clean"])
+    assert with_arch["successes"] == with_card["successes"] and with_arch["trials"] == with_card["trials"] > 0

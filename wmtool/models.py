@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wmtool.atomic import write_atomic
+from wmtool.atomic import refuse_existing, write_atomic
 from wmtool.errors import UserError
 from wmtool.model_card import ModelCard
 from wmtool.options import json_object, resolve
@@ -127,6 +127,14 @@ def open_predictor(path: str | Path, registry: Registry, source: ModelSource = M
     from wmtool.training import resolve_device
 
     return load_model(path, registry, source, task).to(resolve_device(device)).eval()
+
+
+def check_output(path: str | Path, registry: Registry, force: bool) -> Path:
+    """Before any work: refuse an existing output without ``force``, and a suffix no format writes."""
+    path = Path(path)
+    refuse_existing([path], force)
+    registry.writer_for(path)
+    return path
 
 
 def save_model(model: "Classifier", path: str | Path, registry: Registry, *, force: bool = False) -> str:

@@ -16,7 +16,8 @@ from wmtool.keys import Key, load_key
 from wmtool.models import ModelSource
 from wmtool.run import Run
 from wmtool.stats import OwnershipResult
-from wmtool.workflows import attack_model, data_card, embed_watermark, make_key, open_suspect, verify_suspect
+from wmtool.workflows import (attack_model, data_card, embed_watermark, make_key, open_suspect, train_model,
+                              verify_suspect)
 from wmtool.workflows import open_model as _open
 
 ModelLike = Any
@@ -47,6 +48,32 @@ def open_model(path: str | Path, *, data: str | Dataset | None = None, arch: str
     run = _run(device, seed)
     task = data_card(_data(data, "train", seed)) if data is not None else None
     return _open(run, str(path), ModelSource(arch, dict(arch_args or {})), task)
+
+
+def train(arch: str, *, data: str | Dataset = "digits", arch_args: dict[str, Any] | None = None, epochs: int = 10,
+          batch_size: int = 128, lr: float = 1e-3, optimizer: str = "adam", device: str = "auto", seed: int = 0,
+          save_to: str | Path | None = None, force: bool = False) -> Any:
+    """A clean model of a registered architecture trained on ``data`` (the ``train`` command's defaults)."""
+    from wmtool.models import save_model
+
+    run = _run(device, seed)
+    model = train_model(run, arch, dict(arch_args or {}), _data(data, "train", seed), epochs=epochs,
+                        batch_size=batch_size, lr=lr, optimizer=optimizer, validation=0.0).model
+    if save_to is not None:
+        save_model(model, save_to, run.registry, force=force)
+    return model
+
+
+def accuracy(model: ModelLike, *, data: str | Dataset = "digits", split: str = "test", device: str = "auto",
+             seed: int = 0) -> float:
+    """The model's accuracy on a split of ``data`` (default: the test split, as the ``accuracy`` command)."""
+    from wmtool.training import accuracy as score
+
+    run = _run(device, seed)
+    dataset = _data(data, split, seed)
+    if isinstance(model, (str, Path)):
+        model = open_suspect(run, str(model), ModelSource(), data_card(dataset))
+    return score(model, dataset.x, dataset.y)
 
 
 def embed(model: ModelLike, scheme: str, *, data: str | Dataset = "digits", device: str = "auto", seed: int = 0,

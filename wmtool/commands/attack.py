@@ -7,11 +7,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from wmtool.atomic import refuse_existing
 from wmtool.commands.common import FORCE, RUN, SOURCE, DataOpt, LimitOpt, OutputOpt, SplitOpt, emit, fmt, shared_options
 from wmtool.commands.plugin_command import PluginCommand, chosen_plugin
 from wmtool.data import load_dataset
-from wmtool.models import save_model
+from wmtool.models import check_output, save_model
 from wmtool.run import Run
 
 if TYPE_CHECKING:
@@ -40,7 +39,7 @@ def attack(
     from wmtool.workflows import attack_model, data_card, open_model, open_suspect, test_accuracy
 
     plugin, given = chosen_plugin(ctx, run.registry, name)
-    refuse_existing([output], force)
+    check_output(output, run.registry, force)
     dataset = load_dataset(data, split, limit=limit, seed=run.seed)
     opener = open_model if plugin.white_box else open_suspect
     model = opener(run, str(victim), source, data_card(dataset))

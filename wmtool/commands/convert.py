@@ -7,10 +7,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from wmtool.atomic import refuse_existing
 from wmtool.commands.common import FORCE, OUTPUT, SOURCE, OutputOpt, emit, shared_options
 from wmtool.data import load_dataset
-from wmtool.models import save_model
+from wmtool.models import check_output, save_model
 from wmtool.run import Run
 
 if TYPE_CHECKING:
@@ -32,7 +31,7 @@ def convert(
     from wmtool.models import load_model
     from wmtool.workflows import data_card
 
-    refuse_existing([output], force)
+    check_output(output, run.registry, force)
     task = data_card(load_dataset(data)) if data else None
     loaded = load_model(model, run.registry, source, task)
     sha = save_model(loaded, output, run.registry, force=force)

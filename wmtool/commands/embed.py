@@ -12,7 +12,7 @@ from wmtool.commands.common import FORCE, RUN, SOURCE, DataOpt, LimitOpt, Output
 from wmtool.commands.plugin_command import PluginCommand, chosen_plugin
 from wmtool.data import load_dataset
 from wmtool.errors import UserError
-from wmtool.models import save_model
+from wmtool.models import check_output, save_model
 from wmtool.run import Run
 
 if TYPE_CHECKING:
@@ -43,7 +43,8 @@ def embed(
 
     _, given = chosen_plugin(ctx, run.registry, scheme)
     key_path = key_out or output.with_name(output.stem + ".key.json")
-    refuse_existing([output, key_path], force)
+    check_output(output, run.registry, force)
+    refuse_existing([key_path], force)
     dataset = load_dataset(data, "train", limit=limit, seed=run.seed)
     if model is not None:
         marked = open_model(run, str(model), source, data_card(dataset))

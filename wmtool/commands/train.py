@@ -6,7 +6,6 @@ from typing import Annotated
 
 import typer
 
-from wmtool.atomic import refuse_existing
 from wmtool.commands.common import (
     FORCE,
     RUN,
@@ -21,7 +20,7 @@ from wmtool.commands.common import (
 )
 from wmtool.data import load_dataset
 from wmtool.errors import UserError
-from wmtool.models import save_model
+from wmtool.models import check_output, save_model
 from wmtool.run import Run
 
 
@@ -44,7 +43,7 @@ def train(
 
     if not 0 <= validation < 1:
         raise UserError(f"--validation must lie in [0, 1), got {validation}")
-    refuse_existing([output], force)
+    check_output(output, run.registry, force)
     dataset = load_dataset(data, "train", limit=limit, seed=run.seed)
     trained = train_model(run, arch, parse_arch_args(arch_args), dataset, epochs=epochs, batch_size=batch_size,
                           lr=lr, optimizer=optimizer, validation=validation)
