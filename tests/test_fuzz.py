@@ -160,6 +160,39 @@ def test_npz_dataset_reader(tmp_path_factory, n, shape, labels, dtype):
     _outcome(lambda: load_dataset(str(path), "all"))
 
 
+def _png(width: int, height: int, rows: bytes) -> bytes:
+    """A greyscale PNG whose header states ``width`` × ``height`` and whose data is ``rows``, compressed."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+@FUZZ
+@given(side=st.integers(1, 2**16), data_rows=st.integers(0, 4))
+def test_image_folder_with_bombs_and_truncated_pngs(tmp_path_factory, side, data_rows):
+    """A PNG may claim up to 4 billion pixels (a decompression bomb) or hold fewer rows than it claims:
+    either is refused in one line, as a readable one is read."""
+    from wmtool.data import load_dataset
+
+    folder = tmp_path_factory.mktemp("images")
+    for label in ("a", "b"):
+        (folder / label).mkdir()
+        (folder / label / "fine.png").write_bytes(_png(8, 8, b"\x00" + bytes(8) * 1 + (b"\x00" + bytes(8)) * 7))
+    (folder / "a" / "odd.png").write_bytes(_png(side, side, (b"\x00" + bytes(min(side, 64))) * data_rows))
+    assert _outcome(lambda: load_dataset(str(folder), "all")) in ("ok", "refused")
+
+
+def test_a_decompression_bomb_is_one_line(cli, digits_models, tmp_path):
+    for label in ("a", "b"):
+        (tmp_path / label).mkdir()
+    (tmp_path / "a" / "bomb.png").write_bytes(_png(50_000, 50_000, b"\x00" * 100))
+    refused = cli("accuracy", digits_models["clean"], "--data", tmp_path, expect=2)
+    assert refused.stderr.startswith(f"error: {tmp_path / 'a' / 'bomb.png'}: refused, too many pixels")
+    assert len(refused.stderr.strip().splitlines()) == 1
+
+
 def test_nan_weights_are_refused(cli, digits_models, tmp_path):
     from safetensors.torch import load_file, save_file
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import struct
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -222,9 +223,13 @@ def _image_folder(path: Path) -> Dataset:
             if file.suffix.lower() not in IMAGE_SUFFIXES:
                 continue
             try:
-                with Image.open(file) as image:
-                    mode = mode or ("L" if image.mode in ("1", "L", "P", "I", "I;16") else "RGB")
-                    pixels = np.asarray(image.convert(mode))
+                with warnings.catch_warnings():
+                    warnings.simplefilter("error", Image.DecompressionBombWarning)  # PIL's limit, as an error
+                    with Image.open(file) as image:
+                        mode = mode or ("L" if image.mode in ("1", "L", "P", "I", "I;16") else "RGB")
+                        pixels = np.asarray(image.convert(mode))
+            except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+                raise UserError(f"{file}: refused, too many pixels for an image of a dataset ({exc})") from None
             except (OSError, UnidentifiedImageError) as exc:
                 raise UserError(f"{file}: unreadable image ({exc})") from None
             size = size or pixels.shape
