@@ -392,3 +392,25 @@ def test_auto_device_runs_onnx_on_the_cpu_provider_beside_a_cuda_torch(cli, digi
     assert cli.json("accuracy", path, "--data", "digits")["accuracy"] > 0.8
     refused = cli("accuracy", path, "--data", "digits", "--device", "cuda", expect=2).stderr
     assert "onnxruntime has no CUDA provider" in refused
+
+
+def test_black_box_commands_on_onnx_never_import_torch(cli, digits_models, tmp_path):
+    """`accuracy`, `verify` and `inspect` of an ONNX model run in one fresh process without torch."""
+    import json
+    import subprocess
+    import sys
+
+    marked = tmp_path / "marked.onnx"
+    cli("convert", digits_models["marked"], "-o", marked)
+    code = "\n".join([
+        "import json, sys",
+        "from wmtool.cli import app",
+        f"runs = [['accuracy', {str(marked)!r}, '--json'], ['verify', '--key', {str(digits_models['key'])!r},"
+        f" {str(marked)!r}, '--json'], ['inspect', {str(marked)!r}, '--json']]",
+        "codes = [app(args, standalone_mode=False) for args in runs]",
+        "print(json.dumps({'codes': codes, 'torch': 'torch' in sys.modules}))",
+    ])
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    lines = done.stdout.strip().splitlines()
+    assert json.loads(lines[1])["claimed"] and json.loads(lines[2])["format"] == "onnx"
+    assert json.loads(lines[-1]) == {"codes": [0, 0, 0], "torch": False}

@@ -68,3 +68,41 @@ def test_clopper_pearson_upper_bound():
     # Zero successes in n trials: the bound solves (1 - p)^n = 1 - confidence.
     assert clopper_pearson_upper(0, 100, 0.99) == pytest.approx(1 - 0.01 ** (1 / 100))
     assert clopper_pearson_upper(50, 100, 0.99) > 0.5
+
+
+def test_the_light_formulas_equal_scipy_stats():
+    """stats.py computes its tails with scipy.special (scipy.stats costs half a second to import): the
+    numbers must be scipy.stats' own."""
+    import numpy as np
+    from scipy.stats import beta, binom, ttest_1samp
+
+    from wmtool.stats import binomial_p_value, clopper_pearson_upper, t_test_p_value
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        n = int(rng.integers(1, 400))
+        k, p = int(rng.integers(0, n + 1)), float(rng.uniform(0.01, 0.9))
+        assert binomial_p_value(k, n, p) == pytest.approx(binom.sf(k - 1, n, p), rel=1e-9, abs=1e-300)
+        assert clopper_pearson_upper(k, n) == pytest.approx(beta.ppf(0.99, k + 1, n - k) if k < n else 1.0, rel=1e-9)
+        if n >= 2 and 0 < k < n:
+            outcomes = [1.0] * k + [0.0] * (n - k)
+            expected = ttest_1samp(outcomes, p, alternative="greater").pvalue
+            assert t_test_p_value(k, n, p) == pytest.approx(expected, rel=1e-7, abs=1e-300)
+
+
+def test_fewest_queries_walk_equals_a_scan_of_scipys_tails():
+    import numpy as np
+    from scipy.stats import binom
+
+    from wmtool.stats import queries_needed
+
+    rng = np.random.default_rng(1)
+    cases = [(1.0, 0.1), (0.5, 0.1), (0.3, 0.25), (0.11, 0.1), (0.9, 0.5), (0.6, 0.5)]
+    cases += [(float(rng.uniform(0.05, 1)), float(rng.uniform(0.01, 0.6))) for _ in range(40)]
+    for rate, null in cases:
+        if rate <= null:
+            continue
+        n = np.arange(1, 20_001)
+        hits = np.flatnonzero(binom.sf(np.floor(rate * n + 1e-9) - 1, n, null) < 0.01)
+        expected = int(n[hits[0]]) if hits.size else None
+        assert queries_needed(rate, null, limit=20_000) == expected, (rate, null)

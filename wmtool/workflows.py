@@ -53,8 +53,8 @@ def open_model(run: Run, path: str, source: ModelSource = ModelSource(),
 def open_suspect(run: Run, path: str, source: ModelSource = ModelSource(),
                  task: ModelCard | None = None) -> Predictor:
     """Open a model for black-box queries (ONNX through onnxruntime) on the run's device (``auto``: each
-    runtime takes CUDA if it has it)."""
-    run.seed_once()
+    runtime takes CUDA if it has it). Queries draw nothing at random, so nothing is seeded here (and an
+    ONNX model is queried without importing torch)."""
     return open_predictor(path, run.registry, source, task, device=run.device)
 
 
