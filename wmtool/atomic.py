@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 from wmtool.errors import UserError
 
@@ -39,4 +41,33 @@ def write_atomic(path: str | Path, data: bytes, *, private: bool = False, force:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    return path
+
+
+def write_folder_atomic(path: str | Path, fill: Callable[[Path], None], *, force: bool = False) -> Path:
+    """Write a folder so that readers see the old one or the whole new one: ``fill`` writes into a
+    temporary folder beside ``path``, which is then renamed into place (an old folder is replaced only
+    with ``force``, and removed after the rename)."""
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise UserError(f"cannot write {path}: folder {parent} does not exist")
+    refuse_existing([path], force)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=parent))
+    old = None
+    try:
+        fill(tmp)
+        tmp.chmod(0o755)
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=parent))
+            os.replace(path, old / path.name)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and not path.exists():
+            os.replace(old / path.name, path)
+        raise
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     return path

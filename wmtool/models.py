@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wmtool.atomic import refuse_existing, write_atomic
+from wmtool.atomic import refuse_existing, write_atomic, write_folder_atomic
 from wmtool.errors import UserError
 from wmtool.model_card import ModelCard
 from wmtool.options import json_object, resolve
@@ -138,9 +138,14 @@ def check_output(path: str | Path, registry: Registry, force: bool) -> Path:
 
 
 def save_model(model: "Classifier", path: str | Path, registry: Registry, *, force: bool = False) -> str:
-    """Write the model atomically in the format its suffix names; return the written file's sha256."""
+    """Write the model atomically in the format its suffix names (a path without one: a folder of the
+    model's kind); return the written file's sha256 (a folder's: see :func:`file_sha256`)."""
     path = Path(path)
-    data = registry.writer_for(path).save(model, path, registry)
+    model_format = registry.writer_for(path, model.card)
+    if model_format.writes_folder is not None:
+        write_folder_atomic(path, lambda folder: model_format.save(model, folder, registry), force=force)
+        return file_sha256(path)
+    data = model_format.save(model, path, registry)
     write_atomic(path, data, force=force)
     return hashlib.sha256(data).hexdigest()
 

@@ -95,6 +95,9 @@ class ModelFormat:
     predictor: Callable[..., Any] | None = None
     recognises: Callable[[Path], bool] | None = None
     """Whether the format opens ``path`` (default: a file with one of ``suffixes``)."""
+    writes_folder: Callable[[Any], bool] | None = None
+    """For a folder format: whether it writes a model of this card (``-o DIR/`` picks the first that does);
+    its ``save(model, folder, registry)`` then fills ``folder`` instead of returning bytes."""
     options: tuple[Option, ...] = ()
 
     def opens(self, path: Path) -> bool:
@@ -102,6 +105,11 @@ class ModelFormat:
         if self.recognises is not None:
             return self.recognises(path)
         return path.is_file() and path.suffix.lower() in self.suffixes
+
+
+def is_folder_output(path: Path) -> bool:
+    """Whether ``-o path`` names a folder: an existing one, or a name without a suffix."""
+    return path.is_dir() or path.suffix == ""
 
 
 @dataclass
@@ -154,8 +162,19 @@ class Registry:
                 return model_format
         raise UserError(f"{path}: not a model wmtool can open; it opens {self.formats_text()}")
 
-    def writer_for(self, path: Path) -> Any:
-        """The model format that writes ``path`` (chosen by its suffix), or one error."""
+    def writer_for(self, path: Path, card: Any = None) -> Any:
+        """The model format that writes ``path``: by its suffix, or for a path with none (a folder) the
+        folder format that writes ``card``'s model (any folder format when ``card`` is None); one error
+        otherwise."""
+        if is_folder_output(path):
+            folders = [f for f in self.items("format") if f.save is not None and f.writes_folder is not None]
+            for model_format in folders:
+                if card is None or model_format.writes_folder(card):
+                    return model_format
+            kinds = ", ".join(f.name for f in folders) or "none installed"
+            raise UserError(f"{path}: no folder format writes this model (architecture "
+                            f"{getattr(card, 'arch', '?')}; folder formats: {kinds}); give -o a file name instead, "
+                            f"as {self.formats_text(writers=True)}")
         for model_format in self.items("format"):
             if model_format.save is not None and path.suffix.lower() in model_format.suffixes:
                 return model_format
@@ -163,8 +182,8 @@ class Registry:
 
     def formats_text(self, writers: bool = False) -> str:
         """The formats as ``name (.suffix)`` for messages."""
-        shown = [f"{f.name} ({', '.join(f.suffixes) or 'folder'})" for f in self.items("format")
-                 if not writers or f.save is not None]
+        shown = [f"{f.name} ({', '.join(f.suffixes) or 'a folder'})" for f in self.items("format")
+                 if not writers or (f.save is not None and f.writes_folder is None)]
         return ", ".join(shown) or "no format (none installed)"
 
     def get(self, kind: Kind, name: str) -> Any:

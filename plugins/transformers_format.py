@@ -1,0 +1,283 @@
+"""Model format ``transformers``: a Hugging Face transformers folder, as ``save_pretrained`` writes it and
+the Hugging Face cache keeps it.
+
+A folder holds ``config.json`` (naming ``architectures``), the weights as ``model.safetensors`` or shards
+listed in ``model.safetensors.index.json``, and for image models a ``preprocessor_config.json``. The model
+is built by the library's own loading path with local files only (``from_pretrained``), so its key
+renames, sharding and dtypes are the library's job; nothing is downloaded and nothing is unpickled. A
+cache folder (``models--org--name``) opens the snapshot its ``refs/main`` names.
+
+The card comes from the folder: channels and size, class count and names (``id2label``), and the
+processor's rescale factor, mean and std. wmtool feeds image classifiers (``…ForImageClassification``);
+any other model is refused in one line that names what it is.
+
+Written back (``-o DIR``), the folder loads with ``from_pretrained`` unchanged: the library's own
+``save_pretrained`` (original key layout, ``format: pt`` metadata, sharded like the input), the
+processor's config carried over, and wmtool's card added to every shard's metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+from pathlib import Path
+from typing import Any
+
+from wmtool.api import (METADATA_KEY, Architecture, ModelCard, ModelFormat, ModelSource, Option, Preprocessing,
+                        UserError, hookimpl)
+
+WMTOOL_API_VERSION = 1
+
+ARCH = "transformers"
+CONFIG, PROCESSOR, INDEX, SINGLE = "config.json", "preprocessor_config.json", "model.safetensors.index.json", \
+    "model.safetensors"
+PICKLES = ("pytorch_model.bin", "pytorch_model.bin.index.json")
+KINDS = {"SequenceClassification": "a text classifier", "TokenClassification": "a token classifier",
+         "QuestionAnswering": "a question-answering model", "CausalLM": "a language model",
+         "MaskedLM": "a language model", "AudioClassification": "an audio classifier",
+         "CTC": "a speech model", "ObjectDetection": "an object detector", "SemanticSegmentation": "a segmenter"}
+
+
+def snapshot(path: Path) -> Path:
+    """The folder itself, or for a Hugging Face cache folder (``models--org--name``) the snapshot that
+    ``refs/main`` names (else its only snapshot)."""
+    snapshots = path / "snapshots"
+    if not snapshots.is_dir():
+        return path
+    ref = path / "refs" / "main"
+    if ref.is_file() and (snapshots / ref.read_text().strip()).is_dir():
+        return snapshots / ref.read_text().strip()
+    found = sorted(p for p in snapshots.iterdir() if p.is_dir())
+    if len(found) != 1:
+        raise UserError(f"{path}: a cache folder with {len(found)} snapshots and no refs/main; give the snapshot folder")
+    return found[0]
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object file, or one clear error."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path}: unreadable JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: not a JSON object")
+    return data
+
+
+def recognises(path: Path) -> bool:
+    """A folder (or cache folder) whose config.json names transformers ``architectures``."""
+    if not path.is_dir():
+        return False
+    config = snapshot(path) / CONFIG
+    return config.is_file() and isinstance(read_json(config).get("architectures"), list)
+
+
+def weight_files(folder: Path) -> list[Path]:
+    """The safetensors files holding the weights (the shards an index lists, or the single file); a
+    folder with pickles only is refused with how to convert it."""
+    if (folder / INDEX).is_file():
+        index = read_json(folder / INDEX)
+        names = sorted(set(index.get("weight_map", {}).values())) if isinstance(index.get("weight_map"), dict) else []
+        missing = [name for name in names if not (folder / name).is_file()]
+        if not names or missing:
+            raise UserError(f"{folder / INDEX}: lists no shards, or shards that are missing: {', '.join(missing)}")
+        return [folder / name for name in names]
+    if (folder / SINGLE).is_file():
+        return [folder / SINGLE]
+    if any((folder / name).is_file() for name in PICKLES):
+        raise UserError(f"{folder}: the weights are a pickle (pytorch_model.bin), which wmtool never loads (it can "
+                        "run code); convert them once where you trust the file: AutoModelForImageClassification."
+                        "from_pretrained(DIR).save_pretrained(DIR) writes model.safetensors")
+    raise UserError(f"{folder}: no model.safetensors or {INDEX}")
+
+
+def library() -> Any:
+    """The transformers package, quiet and offline, or one line on how to install it."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    try:
+        import transformers
+    except ImportError:
+        raise UserError("reading a transformers folder needs the transformers package: pip install "
+                        "'wmtool[transformers]'") from None
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    return transformers
+
+
+def check_image_classifier(config: dict[str, Any], where: Path) -> str:
+    """The architecture's class name, or one error naming the kind of model that image data cannot feed."""
+    name = str(config["architectures"][0]) if config.get("architectures") else "?"
+    if name.endswith("ForImageClassification"):
+        return name
+    kind = next((text for key, text in KINDS.items() if name.endswith(key)), f"a {config.get('model_type', '?')} model")
+    raise UserError(f"{where}: {kind} ({name}): image data cannot feed it; wmtool reads image classifiers "
+                    "(…ForImageClassification)")
+
+
+def _size(config: dict[str, Any], processor: dict[str, Any]) -> tuple[int, int]:
+    """The image size the model is fed: the processor's crop or size, else the config's image_size."""
+    for key in ("crop_size", "size"):
+        size = processor.get(key) if processor.get(f"do_{key.split('_')[0]}", True) else None
+        if isinstance(size, dict) and {"height", "width"} <= set(size):
+            return int(size["height"]), int(size["width"])
+        if isinstance(size, dict) and "shortest_edge" in size and key == "crop_size":
+            return int(size["shortest_edge"]), int(size["shortest_edge"])
+        if isinstance(size, int):
+            return size, size
+    image = config.get("image_size", 224)
+    return (int(image[0]), int(image[1])) if isinstance(image, (list, tuple)) else (int(image), int(image))
+
+
+def preprocessing_of(processor: dict[str, Any], channels: int) -> Preprocessing:
+    """The processor's rescale and normalisation as wmtool's preprocessing of canonical [0, 1] images."""
+    scale = float(processor.get("rescale_factor", 1 / 255)) if processor.get("do_rescale", True) else 1.0
+    mean = processor.get("image_mean") if processor.get("do_normalize", bool(processor)) else None
+    std = processor.get("image_std") if mean is not None else None
+
+    def per_channel(values: Any) -> tuple[float, ...] | None:
+        if values is None:
+            return None
+        values = [float(v) for v in (values if isinstance(values, list) else [values])]
+        return tuple(values * channels) if len(values) == 1 else tuple(values)
+
+    return Preprocessing(255.0 * scale, per_channel(mean), per_channel(std), "NCHW")
+
+
+def card_of(folder: Path, config: dict[str, Any], processor: dict[str, Any], shard_bytes: int) -> ModelCard:
+    """The card a folder states: task from config.json, preprocessing from preprocessor_config.json."""
+    labels = config.get("id2label") or {}
+    num_classes = int(config.get("num_labels", len(labels) or 2))
+    classes = tuple(str(labels.get(str(i), labels.get(i, i))) for i in range(num_classes)) if labels else None
+    channels = int(config.get("num_channels", 3))
+    args = {"config": json.dumps(config, sort_keys=True), "processor": json.dumps(processor, sort_keys=True),
+            "shard_bytes": shard_bytes}
+    return ModelCard(ARCH, (channels, *_size(config, processor)), num_classes, args,
+                     preprocessing_of(processor, channels), classes)
+
+
+class ImageClassifierNet:
+    """Wraps a transformers image classifier as a torch module from images to logits (defined lazily, so
+    that registering this plugin does not import torch)."""
+
+    @staticmethod
+    def wrap(model: Any) -> Any:
+        from torch import nn
+
+        class Logits(nn.Module):
+            def __init__(self, inner: nn.Module) -> None:
+                super().__init__()
+                self.model = inner
+
+            def forward(self, x: Any) -> Any:
+                return self.model(pixel_values=x).logits
+
+        return Logits(model)
+
+
+def load(path: Path, registry: Any, source: ModelSource, task: ModelCard | None) -> Any:
+    """The folder's model through ``AutoModelForImageClassification.from_pretrained``, local files only."""
+    from wmtool.api import Classifier
+
+    folder = snapshot(path)
+    config = read_json(folder / CONFIG)
+    check_image_classifier(config, path)
+    files = weight_files(folder)
+    processor = read_json(folder / PROCESSOR) if (folder / PROCESSOR).is_file() else {}
+    transformers = library()
+    try:
+        model = transformers.AutoModelForImageClassification.from_pretrained(
+            str(folder), local_files_only=True, use_safetensors=True)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise UserError(f"{path}: transformers cannot load this folder ({str(exc).splitlines()[0][:300]})") from None
+    card = card_of(folder, config, processor, max(f.stat().st_size for f in files) if len(files) > 1 else 0)
+    return Classifier(ImageClassifierNet.wrap(model.float()), card)
+
+
+def build(input_shape: tuple[int, ...], num_classes: int, config: str = "{}", processor: str = "{}",
+          shard_bytes: int = 0) -> Any:
+    """A fresh transformers image classifier of the stored config (weights: the library's initialisation)."""
+    transformers = library()
+    settings = json.loads(config)
+    model_type = settings.pop("model_type", None)
+    if model_type is None:
+        raise UserError("architecture transformers needs the folder's config.json (give the folder instead)")
+    settings.pop("transformers_version", None)
+    made = transformers.AutoConfig.for_model(model_type, **settings)
+    return ImageClassifierNet.wrap(transformers.AutoModelForImageClassification.from_config(made))
+
+
+def add_card(path: Path, card: ModelCard) -> None:
+    """Add wmtool's card to a safetensors file's metadata, keeping ``format: pt`` (the header is rewritten
+    and the tensor bytes copied in blocks: no tensor is loaded)."""
+    with open(path, "rb") as handle:
+        (length,) = struct.unpack("<Q", handle.read(8))
+        header = json.loads(handle.read(length))
+        header["__metadata__"] = {**header.get("__metadata__", {}), "format": "pt",
+                                  METADATA_KEY: json.dumps(card.to_json())}
+        encoded = json.dumps(header, separators=(",", ":")).encode()
+        encoded += b" " * (-len(encoded) % 8)
+        rewritten = path.with_name(path.name + ".card")
+        with open(rewritten, "wb") as out:
+            out.write(struct.pack("<Q", len(encoded)) + encoded)
+            shutil.copyfileobj(handle, out, 2**24)
+    os.replace(rewritten, path)
+
+
+def save(model: Any, folder: Path, registry: Any) -> None:
+    """The model as a transformers folder: ``save_pretrained``, the processor config, the card."""
+    card = model.card
+    if card.arch != ARCH:
+        raise UserError(f"a transformers folder holds a transformers model, not architecture {card.arch}")
+    inner = model.net.model
+    shard = int(card.arch_args.get("shard_bytes") or 0)
+    inner.save_pretrained(str(folder), max_shard_size=shard if shard else "50GB")
+    processor = json.loads(card.arch_args.get("processor") or "{}")
+    if processor:
+        (folder / PROCESSOR).write_text(json.dumps(processor, indent=2, sort_keys=True) + "\n")
+    for file in weight_files(folder):
+        add_card(file, card)
+
+
+def describe(path: Path) -> dict[str, Any]:
+    """Config, processor and the tensors of every shard, read from their headers."""
+    folder = snapshot(path)
+    config = read_json(folder / CONFIG)
+    files = weight_files(folder)
+    tensors: dict[str, Any] = {}
+    for file in files:
+        with open(file, "rb") as handle:
+            (length,) = struct.unpack("<Q", handle.read(8))
+            header = json.loads(handle.read(length))
+        tensors.update({name: {"dtype": info["dtype"], "shape": info["shape"]} for name, info in header.items()
+                        if name != "__metadata__"})
+    name = str((config.get("architectures") or ["?"])[0])
+    processor = read_json(folder / PROCESSOR) if (folder / PROCESSOR).is_file() else {}
+    notes = [f"transformers {name} ({config.get('model_type')}), {len(files)} weight file(s)"]
+    try:
+        check_image_classifier(config, path)
+        card = card_of(folder, config, processor, 0).to_json()
+        card["arch_args"] = {"architectures": name}
+    except UserError as refusal:
+        card, notes = None, [*notes, str(refusal)]
+    return {"format": "transformers", "tensors": tensors, "card": card, "notes": notes}
+
+
+@hookimpl
+def register_model_formats(register):
+    """Register the ``transformers`` folder format."""
+    register(ModelFormat("transformers", "a Hugging Face transformers folder (config.json + safetensors, sharded "
+                         "or not; a cache folder too), image classifiers", (), load, describe, save,
+                         recognises=recognises, writes_folder=lambda card: card.arch == ARCH))
+
+
+@hookimpl
+def register_architectures(register):
+    """Register ``transformers``: an image classifier built by transformers from a stored config."""
+    register(Architecture(ARCH, "a transformers image classifier, built by the library from its config.json",
+                          build, (Option("config", str, "{}", "config.json, as JSON (written by wmtool)"),
+                                  Option("processor", str, "{}", "preprocessor_config.json, as JSON"),
+                                  Option("shard_bytes", int, 0, "largest shard of the input folder (0: one file)",
+                                         min=0))))

@@ -1,0 +1,191 @@
+"""Hugging Face transformers folders as their users keep them: real folders written by the library's own
+``save_pretrained`` (random or briefly trained weights, never fetched), opened, marked, written back as
+folders the library loads, and verified."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+try:
+    import transformers
+except ImportError:
+    if os.environ.get("CI"):
+        raise RuntimeError("CI must install transformers (the README's test command does, through the test extra)")
+    pytest.skip("transformers is not installed", allow_module_level=True)
+
+from wmtool.data import load_dataset  # noqa: E402
+
+SMALL = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
+DIGIT_LABELS = {i: f"digit {i}" for i in range(10)}
+
+
+def _processor_config(size: int, mean: float, std: float) -> dict:
+    return {"do_normalize": True, "do_rescale": True, "do_resize": True, "image_mean": [mean], "image_std": [std],
+            "image_processor_type": "ViTImageProcessor", "resample": 2, "rescale_factor": 1 / 255,
+            "size": {"height": size, "width": size}}
+
+
+def _save(model, folder: Path, processor: dict | None = None, **options) -> Path:
+    model.save_pretrained(str(folder), **options)
+    if processor is not None:
+        (folder / "preprocessor_config.json").write_text(json.dumps(processor))
+    return folder
+
+
+def _vit(num_labels: int = 10, seed: int = 0):
+    import torch
+
+    torch.manual_seed(seed)
+    config = transformers.ViTConfig(image_size=8, patch_size=4, num_channels=1, num_labels=num_labels,
+                                    id2label={i: f"digit {i}" for i in range(num_labels)},
+                                    label2id={f"digit {i}": i for i in range(num_labels)}, **SMALL)
+    return transformers.ViTForImageClassification(config)
+
+
+def _briefly_trained_vit(seed: int = 0):
+    """A ViT on digits' 8×8 images, trained for a few seconds with the library's own model in a plain loop,
+    normalised as its processor says ((x − 0.5) / 0.5 on [0, 1] pixels)."""
+    import torch
+
+    model = _vit(seed=seed)
+    data = load_dataset("digits", "train")
+    x = (torch.from_numpy(data.x) - 0.5) / 0.5
+    y = torch.from_numpy(data.y)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    generator = torch.Generator().manual_seed(seed)
+    model.train()
+    for _ in range(12):
+        for index in torch.randperm(len(y), generator=generator).split(64):
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(model(pixel_values=x[index]).logits, y[index]).backward()
+            optimizer.step()
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory) -> dict[str, Path]:
+    """Real transformers folders: a trained ViT (single file and sharded, and as a Hugging Face cache
+    folder), a ResNet and a ConvNeXt with random weights, a 5-class ViT, a BERT text classifier, and a
+    folder holding only a pickle."""
+    transformers.utils.logging.disable_progress_bar()
+    root = tmp_path_factory.mktemp("hf")
+    trained = _briefly_trained_vit()
+    made = {"vit": _save(trained, root / "vit", _processor_config(8, 0.5, 0.5)),
+            "sharded": _save(trained, root / "sharded", _processor_config(8, 0.5, 0.5), max_shard_size="40KB")}
+    snapshot = root / "models--someone--digits-vit" / "snapshots" / "abc123"
+    shutil.copytree(made["vit"], snapshot)
+    (root / "models--someone--digits-vit" / "refs").mkdir()
+    (root / "models--someone--digits-vit" / "refs" / "main").write_text("abc123")
+    made["cache"] = root / "models--someone--digits-vit"
+    resnet = transformers.ResNetForImageClassification(transformers.ResNetConfig(
+        num_channels=1, embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], num_labels=10))
+    made["resnet"] = _save(resnet, root / "resnet", _processor_config(8, 0.5, 0.5))
+    convnext = transformers.ConvNextForImageClassification(transformers.ConvNextConfig(
+        num_channels=1, hidden_sizes=[8, 16], depths=[1, 1], num_stages=2, num_labels=10, patch_size=2))
+    made["convnext"] = _save(convnext, root / "convnext", _processor_config(8, 0.5, 0.5))
+    made["five"] = _save(_vit(num_labels=5), root / "five", _processor_config(8, 0.5, 0.5))
+    bert = transformers.BertForSequenceClassification(transformers.BertConfig(vocab_size=50, **SMALL))
+    made["bert"] = _save(bert, root / "bert")
+    pickled = root / "pickled"
+    pickled.mkdir()
+    shutil.copy(made["vit"] / "config.json", pickled)
+    (pickled / "pytorch_model.bin").write_bytes(b"not opened")
+    made["pickled"] = pickled
+    return made
+
+
+def _library_accuracy(folder: Path) -> float:
+    """What the library's own pipeline gives on digits' test split: its image processor on the images
+    (as 8-bit greyscale pictures), its model on the result."""
+    import torch
+    from PIL import Image
+
+    test = load_dataset("digits", "test")
+    processor = transformers.AutoImageProcessor.from_pretrained(str(folder), local_files_only=True)
+    model = transformers.AutoModelForImageClassification.from_pretrained(str(folder), local_files_only=True).eval()
+    images = [Image.fromarray(np.round(image[0] * 255).astype(np.uint8), mode="L") for image in test.x]
+    batch = processor(images=images, return_tensors="pt")["pixel_values"]
+    with torch.no_grad():
+        predicted = model(pixel_values=batch).logits.argmax(1).numpy()
+    return float((predicted == test.y).mean())
+
+
+def test_inspect_reads_the_card_from_the_folder(cli, folders):
+    info = cli.json("inspect", folders["vit"])
+    assert info["format"] == "transformers"
+    card = info["card"]
+    assert card["input_shape"] == [1, 8, 8] and card["num_classes"] == 10
+    assert card["classes"] == [f"digit {i}" for i in range(10)]
+    assert card["preprocessing"]["mean"] == [0.5] and card["preprocessing"]["std"] == [0.5]
+    assert "vit.embeddings.patch_embeddings.projection.weight" in info["tensors"]
+    assert cli.json("inspect", folders["sharded"])["tensors"] == info["tensors"]
+    assert cli.json("inspect", folders["cache"])["card"] == card
+
+
+@pytest.mark.parametrize("name", ["vit", "sharded", "cache"])
+def test_accuracy_without_flags_matches_the_librarys_own_pipeline(cli, folders, name):
+    ours = cli.json("accuracy", folders[name], "--data", "digits")["accuracy"]
+    assert ours > 0.5  # briefly trained: far above chance
+    assert abs(ours - _library_accuracy(folders["vit"])) <= 0.003
+
+
+@pytest.mark.parametrize("name", ["resnet", "convnext"])
+def test_random_weight_folders_open_and_match_the_library(cli, folders, name):
+    ours = cli.json("accuracy", folders[name], "--data", "digits")["accuracy"]
+    assert abs(ours - _library_accuracy(folders[name])) <= 0.003
+
+
+@pytest.mark.parametrize("scheme, options", [("backdoor", ("--epochs", 2, "--lr", "3e-3")),
+                                             ("sign", ("--epochs", 3, "--bits", 64))])
+def test_mark_to_a_folder_load_it_with_the_library_and_verify(cli, folders, tmp_path, scheme, options):
+    source = folders["sharded"]
+    marked, key = tmp_path / "marked", tmp_path / "key.json"
+    made = cli.json("embed", "--scheme", scheme, source, "--data", "digits", "-o", marked, "--key-out", key, *options)
+    assert made["test_accuracy"] > 0.5
+    assert sorted(p.name for p in marked.iterdir()) == sorted(p.name for p in source.iterdir())  # sharded alike
+    reloaded = transformers.AutoModelForImageClassification.from_pretrained(str(marked), local_files_only=True)
+    assert type(reloaded).__name__ == "ViTForImageClassification"
+    from safetensors import safe_open
+
+    for shard in marked.glob("*.safetensors"):
+        with safe_open(str(shard), "pt") as handle:
+            metadata = handle.metadata()
+        assert metadata["format"] == "pt" and json.loads(metadata["wmtool"])["arch"] == "transformers"
+    assert cli.json("verify", "--key", key, marked)["claimed"]
+    assert not cli.json("verify", "--key", key, source, expect=1)["claimed"]
+    single = tmp_path / "marked.safetensors"
+    cli("convert", marked, "-o", single)
+    assert cli.json("verify", "--key", key, single, expect=None)["success_rate"] == \
+        cli.json("verify", "--key", key, marked)["success_rate"]
+
+
+def test_folder_output_is_refused_for_a_model_no_folder_format_writes(cli, digits_models, tmp_path):
+    refused = cli("convert", digits_models["clean"], "-o", tmp_path / "out", expect=2)
+    assert "no folder format writes this model (architecture ewe-cnn" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+def test_a_text_classifier_is_one_line(cli, folders):
+    refused = cli("accuracy", folders["bert"], "--data", "digits", expect=2)
+    assert refused.stderr.strip() == (f"error: {folders['bert']}: a text classifier (BertForSequenceClassification):"
+                                      " image data cannot feed it; wmtool reads image classifiers "
+                                      "(…ForImageClassification)")
+
+
+def test_a_five_class_folder_on_ten_class_data_is_one_line_before_any_training(cli, folders, tmp_path):
+    refused = cli("embed", "--scheme", "backdoor", folders["five"], "--data", "digits", "-o", tmp_path / "m",
+                  expect=2)
+    assert refused.stderr.strip() == "error: the model has 5 classes, digits:train has labels up to 9"
+    assert not (tmp_path / "m").exists()
+
+
+def test_a_pickle_only_folder_is_refused_with_how_to_convert(cli, folders):
+    refused = cli("accuracy", folders["pickled"], "--data", "digits", expect=2)
+    assert "pytorch_model.bin" in refused.stderr and "save_pretrained" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
