@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import shutil
 import struct
 from pathlib import Path
 from typing import Any
@@ -60,6 +62,23 @@ def read_header(path: str | Path) -> tuple[dict[str, dict[str, Any]], dict[str, 
     if 8 + length + end > size:
         raise UserError(f"{path}: truncated safetensors file ({size} bytes, needs {8 + length + end})")
     return tensors, {str(k): str(v) for k, v in metadata.items()}
+
+
+def add_metadata(path: Path, entries: dict[str, str]) -> None:
+    """Add ``entries`` to a safetensors file's metadata in place: the header is rewritten and the tensor
+    bytes copied in blocks (no tensor is loaded), then the new file replaces the old one."""
+    read_header(path)  # checked first
+    with open(path, "rb") as handle:
+        (length,) = struct.unpack("<Q", handle.read(8))
+        header = json.loads(handle.read(length))
+        header["__metadata__"] = {**(header.get("__metadata__") or {}), **entries}
+        encoded = json.dumps(header, separators=(",", ":")).encode()
+        encoded += b" " * (-len(encoded) % 8)
+        rewritten = path.with_name(f".{path.name}.metadata")
+        with open(rewritten, "wb") as out:
+            out.write(struct.pack("<Q", len(encoded)) + encoded)
+            shutil.copyfileobj(handle, out, 2**24)
+    os.replace(rewritten, path)
 
 
 def read_card(path: str | Path) -> ModelCard | None:

@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import struct
 from pathlib import Path
 from typing import Any
 
 from wmtool.api import (METADATA_KEY, Architecture, ModelCard, ModelFormat, ModelSource, Option, Preprocessing,
                         UserError, hookimpl)
+from wmtool_plugins.safetensors_format import add_metadata, read_header
 
 WMTOOL_API_VERSION = 1
 
@@ -209,23 +208,6 @@ def build(input_shape: tuple[int, ...], num_classes: int, config: str = "{}", pr
     return ImageClassifierNet.wrap(transformers.AutoModelForImageClassification.from_config(made))
 
 
-def add_card(path: Path, card: ModelCard) -> None:
-    """Add wmtool's card to a safetensors file's metadata, keeping ``format: pt`` (the header is rewritten
-    and the tensor bytes copied in blocks: no tensor is loaded)."""
-    with open(path, "rb") as handle:
-        (length,) = struct.unpack("<Q", handle.read(8))
-        header = json.loads(handle.read(length))
-        header["__metadata__"] = {**header.get("__metadata__", {}), "format": "pt",
-                                  METADATA_KEY: json.dumps(card.to_json())}
-        encoded = json.dumps(header, separators=(",", ":")).encode()
-        encoded += b" " * (-len(encoded) % 8)
-        rewritten = path.with_name(path.name + ".card")
-        with open(rewritten, "wb") as out:
-            out.write(struct.pack("<Q", len(encoded)) + encoded)
-            shutil.copyfileobj(handle, out, 2**24)
-    os.replace(rewritten, path)
-
-
 def save(model: Any, folder: Path, registry: Any) -> None:
     """The model as a transformers folder: ``save_pretrained``, the processor config, the card."""
     card = model.card
@@ -238,7 +220,7 @@ def save(model: Any, folder: Path, registry: Any) -> None:
     if processor:
         (folder / PROCESSOR).write_text(json.dumps(processor, indent=2, sort_keys=True) + "\n")
     for file in weight_files(folder):
-        add_card(file, card)
+        add_metadata(file, {"format": "pt", METADATA_KEY: json.dumps(card.to_json())})
 
 
 def describe(path: Path) -> dict[str, Any]:
@@ -248,11 +230,7 @@ def describe(path: Path) -> dict[str, Any]:
     files = weight_files(folder)
     tensors: dict[str, Any] = {}
     for file in files:
-        with open(file, "rb") as handle:
-            (length,) = struct.unpack("<Q", handle.read(8))
-            header = json.loads(handle.read(length))
-        tensors.update({name: {"dtype": info["dtype"], "shape": info["shape"]} for name, info in header.items()
-                        if name != "__metadata__"})
+        tensors.update(read_header(file)[0])
     name = str((config.get("architectures") or ["?"])[0])
     processor = read_json(folder / PROCESSOR) if (folder / PROCESSOR).is_file() else {}
     notes = [f"transformers {name} ({config.get('model_type')}), {len(files)} weight file(s)"]
@@ -270,7 +248,7 @@ def register_model_formats(register):
     """Register the ``transformers`` folder format."""
     register(ModelFormat("transformers", "a Hugging Face transformers folder (config.json + safetensors, sharded "
                          "or not; a cache folder too), image classifiers", (), load, describe, save,
-                         recognises=recognises, writes_folder=lambda card: card.arch == ARCH))
+                         recognises=recognises, folder_of=ARCH))
 
 
 @hookimpl

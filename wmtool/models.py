@@ -142,7 +142,7 @@ def save_model(model: "Classifier", path: str | Path, registry: Registry, *, for
     model's kind); return the written file's sha256 (a folder's: see :func:`file_sha256`)."""
     path = Path(path)
     model_format = registry.writer_for(path, model.card)
-    if model_format.writes_folder is not None:
+    if model_format.folder_of is not None:
         write_folder_atomic(path, lambda folder: model_format.save(model, folder, registry), force=force)
         return file_sha256(path)
     data = model_format.save(model, path, registry)

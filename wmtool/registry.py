@@ -95,9 +95,10 @@ class ModelFormat:
     predictor: Callable[..., Any] | None = None
     recognises: Callable[[Path], bool] | None = None
     """Whether the format opens ``path`` (default: a file with one of ``suffixes``)."""
-    writes_folder: Callable[[Any], bool] | None = None
-    """For a folder format: whether it writes a model of this card (``-o DIR/`` picks the first that does);
-    its ``save(model, folder, registry)`` then fills ``folder`` instead of returning bytes."""
+    folder_of: str | None = None
+    """For a folder format: the architecture whose models it writes (``-o DIR`` picks the format of the
+    model's architecture); its ``save(model, folder, registry)`` then fills ``folder`` instead of
+    returning bytes."""
     options: tuple[Option, ...] = ()
 
     def opens(self, path: Path) -> bool:
@@ -167,9 +168,9 @@ class Registry:
         folder format that writes ``card``'s model (any folder format when ``card`` is None); one error
         otherwise."""
         if is_folder_output(path):
-            folders = [f for f in self.items("format") if f.save is not None and f.writes_folder is not None]
+            folders = [f for f in self.items("format") if f.save is not None and f.folder_of is not None]
             for model_format in folders:
-                if card is None or model_format.writes_folder(card):
+                if card is None or model_format.folder_of == card.arch:
                     return model_format
             kinds = ", ".join(f.name for f in folders) or "none installed"
             raise UserError(f"{path}: no folder format writes this model (architecture "
@@ -183,7 +184,7 @@ class Registry:
     def formats_text(self, writers: bool = False) -> str:
         """The formats as ``name (.suffix)`` for messages."""
         shown = [f"{f.name} ({', '.join(f.suffixes) or 'a folder'})" for f in self.items("format")
-                 if not writers or (f.save is not None and f.writes_folder is None)]
+                 if not writers or (f.save is not None and f.folder_of is None)]
         return ", ".join(shown) or "no format (none installed)"
 
     def get(self, kind: Kind, name: str) -> Any:
