@@ -32,10 +32,12 @@ PREPACK_LIMIT = 256 * 2**20  # above this, onnxruntime keeps no second, pre-pack
 
 
 def read_onnx(path: str | Path) -> Any:
-    """Parse and check an ONNX file, weights included; a corrupt or non-ONNX file raises one :class:`UserError`."""
+    """Parse and check an ONNX file, weights included — also weights stored beside it as external data (as
+    torch's dynamo exporter writes them, ``model.onnx.data``), which onnx reads only from the model's own
+    folder; a corrupt or non-ONNX file raises one :class:`UserError`."""
     import onnx
 
-    model, _ = _checked(path, lambda p: (onnx.load(str(p), load_external_data=False), None), onnx.checker.check_model)
+    model, _ = _checked(path, lambda p: (onnx.load(str(p)), None), onnx.checker.check_model)
     return model
 
 

@@ -1,8 +1,9 @@
 """ONNX → trainable torch module: a graph module that runs the ONNX nodes with torch ops.
 
 Every floating-point initializer becomes a trainable parameter, so a third-party ONNX classifier
-can be fine-tuned and watermarked. Opsets 8–20 of the ops real classifiers use are covered; any
-other op is refused with one clear error naming it and its node.
+can be fine-tuned and watermarked. Opsets 8–20 of the ops that convolutional classifiers and
+transformer exports (ViT, DeiT, ConvNeXt, Swin, BERT-style; torch's TorchScript and dynamo exporters)
+use are covered; a model with other ops is refused in one line naming every missing op.
 """
 
 from __future__ import annotations
@@ -362,6 +363,130 @@ def _slice(node: Node, args: list[Any]) -> list[Any]:
     return [x[tuple(index)]]
 
 
+# Elementwise and comparison ops of transformer exports.
+for _name, _function in {"Erf": torch.erf, "Sqrt": torch.sqrt, "Exp": torch.exp, "Log": torch.log, "Neg": torch.neg,
+                         "Abs": torch.abs, "Reciprocal": torch.reciprocal, "Floor": torch.floor, "Ceil": torch.ceil,
+                         "Sign": torch.sign, "Not": torch.logical_not, "IsNaN": torch.isnan, "Sin": torch.sin,
+                         "Cos": torch.cos, "Softplus": F.softplus, "Mish": F.mish}.items():
+    op(_name)(lambda node, args, f=_function: [f(args[0])])
+for _name, _function in {"Pow": torch.pow, "Equal": torch.eq, "Less": torch.lt, "Greater": torch.gt,
+                         "LessOrEqual": torch.le, "GreaterOrEqual": torch.ge, "And": torch.logical_and,
+                         "Or": torch.logical_or, "Xor": torch.logical_xor}.items():
+    op(_name)(lambda node, args, f=_function: [f(args[0], args[1])])
+op("Where")(lambda node, args: [torch.where(args[0].bool(), args[1], args[2])])
+op("Max")(lambda node, args: [_fold(torch.maximum, args)])
+op("Min")(lambda node, args: [_fold(torch.minimum, args)])
+op("Sum")(lambda node, args: [_fold(torch.add, args)])
+op("Mod")(lambda node, args: [torch.fmod(args[0], args[1]) if node.attr("fmod", 0) else
+                              torch.remainder(args[0], args[1])])
+op("Einsum")(lambda node, args: [torch.einsum(node.attr("equation"), *args)])
+op("HardSigmoid")(lambda node, args: [torch.clamp(node.attr("alpha", 0.2) * args[0] + node.attr("beta", 0.5), 0, 1)])
+op("HardSwish")(lambda node, args: [F.hardswish(args[0])])
+op("Elu")(lambda node, args: [F.elu(args[0], node.attr("alpha", 1.0))])
+
+
+def _fold(function: Callable[[Any, Any], Any], args: list[Any]) -> Any:
+    result = args[0]
+    for other in args[1:]:
+        result = function(result, other)
+    return result
+
+
+@op("Gelu")
+def _gelu(node: Node, args: list[Any]) -> list[Any]:
+    return [F.gelu(args[0], approximate="tanh" if node.attr("approximate", "none") == "tanh" else "none")]
+
+
+@op("LayerNormalization")
+def _layer_norm(node: Node, args: list[Any]) -> list[Any]:
+    x, scale = args[0], args[1]
+    bias = args[2] if len(args) > 2 else None
+    axis = node.attr("axis", -1) % x.dim()
+    y = F.layer_norm(x, tuple(x.shape[axis:]), scale.expand(x.shape[axis:]) if scale.dim() < x.dim() - axis else scale,
+                     None if bias is None else bias.expand(x.shape[axis:]), node.attr("epsilon", 1e-5))
+    return [y][:max(1, len(node.outputs))] + [None] * (len(node.outputs) - 1)
+
+
+@op("Expand")
+def _expand(node: Node, args: list[Any]) -> list[Any]:
+    shape = torch.broadcast_shapes(tuple(args[0].shape), tuple(_ints(args[1])))
+    return [args[0].expand(shape)]
+
+
+@op("Range")
+def _range(node: Node, args: list[Any]) -> list[Any]:
+    start, limit, delta = (a.reshape(-1)[0] for a in args[:3])
+    return [torch.arange(start.item(), limit.item(), delta.item(), dtype=args[0].dtype, device=args[0].device)]
+
+
+@op("Tile")
+def _tile(node: Node, args: list[Any]) -> list[Any]:
+    return [args[0].repeat(*_ints(args[1]))]
+
+
+def _reduce_axes(node: Node, args: list[Any]) -> list[int] | None:
+    """A reduction's axes: an input from opset 18 (ReduceSum: 13), an attribute before; None: all."""
+    from_input = node.opset >= (13 if node.op == "ReduceSum" else 18)
+    axes = (_ints(args[1]) if len(args) > 1 and args[1] is not None and args[1].numel() else None) if from_input \
+        else node.attr("axes")
+    if axes is None and node.attr("noop_with_empty_axes", 0):
+        return []
+    return None if axes is None else list(axes)
+
+
+@op("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL2", "ReduceSumSquare")
+def _reduce(node: Node, args: list[Any]) -> list[Any]:
+    x, axes, keep = args[0], _reduce_axes(node, args), bool(node.attr("keepdims", 1))
+    if axes == []:
+        return [x]
+    dims = tuple(a % x.dim() for a in axes) if axes is not None else tuple(range(x.dim()))
+    if node.op == "ReduceMean":
+        return [x.mean(dim=dims, keepdim=keep)]
+    if node.op == "ReduceSum":
+        return [x.sum(dim=dims, keepdim=keep)]
+    if node.op == "ReduceSumSquare":
+        return [(x * x).sum(dim=dims, keepdim=keep)]
+    if node.op == "ReduceL2":
+        return [(x * x).sum(dim=dims, keepdim=keep).sqrt()]
+    if node.op == "ReduceProd":
+        for dim in sorted(dims, reverse=True):
+            x = x.prod(dim=dim, keepdim=keep)
+        return [x]
+    function = torch.amax if node.op == "ReduceMax" else torch.amin
+    return [function(x, dim=dims, keepdim=keep)]
+
+
+@op("Split")
+def _split(node: Node, args: list[Any]) -> list[Any]:
+    x, axis = args[0], node.attr("axis", 0) % args[0].dim()
+    if node.opset >= 13 and len(args) > 1 and args[1] is not None:
+        sizes = _ints(args[1])
+    elif node.attr("split") is not None:
+        sizes = list(node.attr("split"))
+    else:
+        parts = node.attr("num_outputs", len(node.outputs))
+        size = -(-x.shape[axis] // parts)
+        sizes = [min(size, x.shape[axis] - i * size) for i in range(parts)]
+    return list(torch.split(x, sizes, dim=axis))
+
+
+@op("Trilu")
+def _trilu(node: Node, args: list[Any]) -> list[Any]:
+    k = int(args[1].reshape(-1)[0]) if len(args) > 1 and args[1] is not None else 0
+    return [torch.triu(args[0], k) if node.attr("upper", 1) else torch.tril(args[0], k)]
+
+
+@op("CumSum")
+def _cumsum(node: Node, args: list[Any]) -> list[Any]:
+    x, axis = args[0], int(args[1].reshape(-1)[0])
+    if node.attr("reverse", 0):
+        x = x.flip(axis)
+    y = torch.cumsum(x, axis)
+    if node.attr("exclusive", 0):
+        y = y - x
+    return [y.flip(axis) if node.attr("reverse", 0) else y]
+
+
 class OnnxModule(nn.Module):
     """Executes an ONNX graph with torch; floating-point initializers are trainable parameters."""
 
@@ -373,10 +498,14 @@ class OnnxModule(nn.Module):
         if not 8 <= self.opset <= 20:
             raise UserError(f"ONNX opset {self.opset} is outside the supported range 8-20")
         self.nodes = [Node(proto, self.opset) for proto in graph.node]
-        unsupported = [node for node in self.nodes if node.op not in _OPS]
+        unsupported: dict[str, str] = {}
+        for node in self.nodes:
+            if node.op not in _OPS:
+                unsupported.setdefault(node.op, node.name)
         if unsupported:
-            node = unsupported[0]
-            raise UserError(f"unsupported ONNX op {node.op} in node {node.name!r}")
+            named = ", ".join(f"{op} (node {name!r})" for op, name in sorted(unsupported.items()))
+            raise UserError(f"unsupported ONNX op{'s' if len(unsupported) > 1 else ''} {named}; wmtool converts "
+                            f"{len(_OPS)} ops ({', '.join(sorted(_OPS))})")
         self.params = nn.ParameterDict()
         self._names: dict[str, str] = {}
         for index, proto in enumerate(graph.initializer):
@@ -387,6 +516,7 @@ class OnnxModule(nn.Module):
                 self.params[key] = nn.Parameter(tensor.float())
             else:
                 self.register_buffer(key, tensor)
+        self._onnx_names = {key: name for name, key in self._names.items()}
         initialized = set(self._names)
         self.input_name = next(i.name for i in graph.input if i.name not in initialized)
         self.output_name = graph.output[0].name
@@ -401,6 +531,11 @@ class OnnxModule(nn.Module):
             value = self.tensor(proto.name).detach().cpu().numpy()
             proto.CopyFrom(numpy_helper.from_array(value.astype(numpy_helper.to_array(proto).dtype), proto.name))
         return model
+
+    def file_name(self, tensor: str) -> str:
+        """The ONNX initializer name of one of this module's tensors (``params.t3`` → the graph's name)."""
+        key = tensor.removeprefix("params.")
+        return self._onnx_names.get(key, tensor)
 
     def tensor(self, name: str) -> torch.Tensor:
         """An initializer by its ONNX name."""

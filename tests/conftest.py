@@ -93,3 +93,43 @@ def fakes():
     FakeSchemeAndAttack.calls.clear()
     yield FakeSchemeAndAttack.calls
     pm.unregister(name="fakes")
+
+
+SMALL_TRANSFORMER = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
+
+
+def tiny_vit(num_labels: int = 10, seed: int = 0):
+    """A small ViT (transformers) with random weights for digits' 1×8×8 images."""
+    import torch
+    import transformers
+
+    torch.manual_seed(seed)
+    config = transformers.ViTConfig(image_size=8, patch_size=4, num_channels=1, num_labels=num_labels,
+                                    id2label={i: f"digit {i}" for i in range(num_labels)},
+                                    label2id={f"digit {i}": i for i in range(num_labels)}, **SMALL_TRANSFORMER)
+    return transformers.ViTForImageClassification(config)
+
+
+@pytest.fixture(scope="session")
+def trained_vit():
+    """A ViT on digits' 8×8 images, trained for a few seconds with the library's own model in a plain loop,
+    normalised as its processor says ((x − 0.5) / 0.5 on [0, 1] pixels)."""
+    import torch
+
+    from wmtool.data import load_dataset
+
+    pytest.importorskip("transformers")
+    seed = 0
+    model = tiny_vit(seed=seed)
+    data = load_dataset("digits", "train")
+    x = (torch.from_numpy(data.x) - 0.5) / 0.5
+    y = torch.from_numpy(data.y)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    generator = torch.Generator().manual_seed(seed)
+    model.train()
+    for _ in range(12):
+        for index in torch.randperm(len(y), generator=generator).split(64):
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(model(pixel_values=x[index]).logits, y[index]).backward()
+            optimizer.step()
+    return model.eval()

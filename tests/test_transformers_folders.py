@@ -19,9 +19,10 @@ except ImportError:
         raise RuntimeError("CI must install transformers (the README's test command does, through the test extra)")
     pytest.skip("transformers is not installed", allow_module_level=True)
 
+from conftest import SMALL_TRANSFORMER as SMALL  # noqa: E402
+from conftest import tiny_vit  # noqa: E402
 from wmtool.data import load_dataset  # noqa: E402
 
-SMALL = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
 DIGIT_LABELS = {i: f"digit {i}" for i in range(10)}
 
 
@@ -38,44 +39,14 @@ def _save(model, folder: Path, processor: dict | None = None, **options) -> Path
     return folder
 
 
-def _vit(num_labels: int = 10, seed: int = 0):
-    import torch
-
-    torch.manual_seed(seed)
-    config = transformers.ViTConfig(image_size=8, patch_size=4, num_channels=1, num_labels=num_labels,
-                                    id2label={i: f"digit {i}" for i in range(num_labels)},
-                                    label2id={f"digit {i}": i for i in range(num_labels)}, **SMALL)
-    return transformers.ViTForImageClassification(config)
-
-
-def _briefly_trained_vit(seed: int = 0):
-    """A ViT on digits' 8×8 images, trained for a few seconds with the library's own model in a plain loop,
-    normalised as its processor says ((x − 0.5) / 0.5 on [0, 1] pixels)."""
-    import torch
-
-    model = _vit(seed=seed)
-    data = load_dataset("digits", "train")
-    x = (torch.from_numpy(data.x) - 0.5) / 0.5
-    y = torch.from_numpy(data.y)
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    generator = torch.Generator().manual_seed(seed)
-    model.train()
-    for _ in range(12):
-        for index in torch.randperm(len(y), generator=generator).split(64):
-            optimizer.zero_grad()
-            torch.nn.functional.cross_entropy(model(pixel_values=x[index]).logits, y[index]).backward()
-            optimizer.step()
-    return model.eval()
-
-
 @pytest.fixture(scope="module")
-def folders(tmp_path_factory) -> dict[str, Path]:
+def folders(tmp_path_factory, trained_vit) -> dict[str, Path]:
     """Real transformers folders: a trained ViT (single file and sharded, and as a Hugging Face cache
     folder), a ResNet and a ConvNeXt with random weights, a 5-class ViT, a BERT text classifier, and a
     folder holding only a pickle."""
     transformers.utils.logging.disable_progress_bar()
     root = tmp_path_factory.mktemp("hf")
-    trained = _briefly_trained_vit()
+    trained = trained_vit
     made = {"vit": _save(trained, root / "vit", _processor_config(8, 0.5, 0.5)),
             "sharded": _save(trained, root / "sharded", _processor_config(8, 0.5, 0.5), max_shard_size="40KB")}
     snapshot = root / "models--someone--digits-vit" / "snapshots" / "abc123"
@@ -89,7 +60,7 @@ def folders(tmp_path_factory) -> dict[str, Path]:
     convnext = transformers.ConvNextForImageClassification(transformers.ConvNextConfig(
         num_channels=1, hidden_sizes=[8, 16], depths=[1, 1], num_stages=2, num_labels=10, patch_size=2))
     made["convnext"] = _save(convnext, root / "convnext", _processor_config(8, 0.5, 0.5))
-    made["five"] = _save(_vit(num_labels=5), root / "five", _processor_config(8, 0.5, 0.5))
+    made["five"] = _save(tiny_vit(num_labels=5), root / "five", _processor_config(8, 0.5, 0.5))
     bert = transformers.BertForSequenceClassification(transformers.BertConfig(vocab_size=50, **SMALL))
     made["bert"] = _save(bert, root / "bert")
     pickled = root / "pickled"

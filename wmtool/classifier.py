@@ -44,6 +44,13 @@ class Classifier(nn.Module):
         """Predicted class indices for a numpy batch of canonical images."""
         return self.predict_logits(x).argmax(axis=1)
 
+    def file_name(self, tensor: str) -> str:
+        """The name a tensor of the network has in the model's file (a graph imported from a file keeps the
+        file's names, which torch cannot use as attribute names)."""
+        rename = getattr(self.net, "file_name", None)
+        return rename(tensor) if rename is not None else tensor
+
     def parameter_arrays(self) -> dict[str, np.ndarray]:
-        """The network's named tensors as numpy arrays (for white-box verifiers)."""
-        return {name: tensor.detach().cpu().numpy() for name, tensor in self.net.state_dict().items()}
+        """The network's named tensors as numpy arrays, by their names in the model's file (for white-box
+        verifiers)."""
+        return {self.file_name(name): tensor.detach().cpu().numpy() for name, tensor in self.net.state_dict().items()}

@@ -114,7 +114,7 @@ def bits_outcome(job: Any, decoder: str, name: str, parameter: Any, arrays: dict
     from wmtool.jobs import EmbedOutcome
     from wmtool.keys import NullRate
 
-    how = {"decoder": decoder, "tensor": name, "shape": list(parameter.shape), "seed": job.seed}
+    how = {"decoder": decoder, "tensor": job.model.file_name(name), "shape": list(parameter.shape), "seed": job.seed}
     return EmbedOutcome(job.model, arrays, NullRate(0.5, "chance"), {**job.params, **how})
 
 
