@@ -160,3 +160,21 @@ def test_a_pickle_only_folder_is_refused_with_how_to_convert(cli, folders):
     refused = cli("accuracy", folders["pickled"], "--data", "digits", expect=2)
     assert "pytorch_model.bin" in refused.stderr and "save_pretrained" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
+
+
+FIXTURE = Path(__file__).parent / "fixtures" / "vit-transformers4"
+
+
+def test_a_folder_written_by_transformers_4_opens_is_marked_and_written_back(cli, tmp_path):
+    """tests/fixtures/vit-transformers4 was made once with transformers 4.57 (see its MADE_BY.txt)."""
+    assert json.loads((FIXTURE / "config.json").read_text())["transformers_version"].startswith("4.")
+    assert cli.json("inspect", FIXTURE)["card"]["input_shape"] == [1, 8, 8]
+    ours = cli.json("accuracy", FIXTURE, "--data", "digits")["accuracy"]
+    assert abs(ours - _library_accuracy(FIXTURE)) <= 0.003
+    marked, key = tmp_path / "marked", tmp_path / "key.json"
+    cli("embed", "--scheme", "sign", FIXTURE, "--data", "digits", "-o", marked, "--key-out", key, "--epochs", 3,
+        "--bits", 64)
+    reloaded = transformers.AutoModelForImageClassification.from_pretrained(str(marked), local_files_only=True)
+    assert reloaded.config.id2label[3] == "digit 3"
+    assert cli.json("verify", "--key", key, marked)["claimed"]
+    assert not cli.json("verify", "--key", key, FIXTURE, expect=1)["claimed"]
