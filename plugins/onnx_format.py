@@ -191,7 +191,7 @@ class OnnxPredictor:
     def predict_logits(self, x: np.ndarray) -> np.ndarray:
         """Logits (log-probabilities when the model outputs probabilities) for canonical images."""
         expected = tuple(self.card.input_shape)
-        if tuple(x.shape[1:]) != expected:
+        if not self.card.preprocessing.accepts(tuple(x.shape[1:]), expected):
             raise UserError(f"{self.path}: the model takes inputs of shape {expected}, the data has {x.shape[1:]}")
         if len(x) == 0:
             return np.zeros((0, self.card.num_classes), dtype=np.float32)

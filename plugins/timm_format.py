@@ -15,8 +15,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from wmtool.api import (METADATA_KEY, Architecture, ModelCard, ModelFormat, ModelSource, Option, Preprocessing,
-                        UserError, hookimpl)
+from wmtool.api import (METADATA_KEY, RESAMPLING, Architecture, ModelCard, ModelFormat, ModelSource, Option,
+                        Preprocessing, UserError, hookimpl)
 from wmtool_plugins.safetensors_format import add_metadata, read_header
 from wmtool_plugins.transformers_format import read_json, snapshot
 
@@ -78,9 +78,10 @@ def card_of(config: dict[str, Any]) -> ModelCard:
     args = {"name": str(config["architecture"]), "model_args": json.dumps(config.get("model_args") or {},
                                                                            sort_keys=True),
             "config": json.dumps(config, sort_keys=True)}
-    return ModelCard(ARCH, tuple(int(v) for v in size), num_classes, args,
-                     Preprocessing(1.0, per_channel(pretrained.get("mean")), per_channel(pretrained.get("std"))),
-                     classes)
+    interpolation = str(pretrained.get("interpolation", "bicubic"))
+    resize = Preprocessing(1.0, per_channel(pretrained.get("mean")), per_channel(pretrained.get("std")), "NCHW",
+                           (int(size[1]), int(size[2])), interpolation if interpolation in RESAMPLING else "bilinear")
+    return ModelCard(ARCH, tuple(int(v) for v in size), num_classes, args, resize, classes)
 
 
 def load(path: Path, registry: Any, source: ModelSource, task: ModelCard | None) -> Any:

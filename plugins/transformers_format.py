@@ -23,8 +23,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from wmtool.api import (METADATA_KEY, Architecture, ModelCard, ModelFormat, ModelSource, Option, Preprocessing,
-                        UserError, hookimpl)
+from wmtool.api import (METADATA_KEY, PIL_RESAMPLING, Architecture, ModelCard, ModelFormat, ModelSource, Option,
+                        Preprocessing, UserError, hookimpl)
 from wmtool_plugins.safetensors_format import add_metadata, read_header
 
 WMTOOL_API_VERSION = 1
@@ -130,8 +130,9 @@ def _size(config: dict[str, Any], processor: dict[str, Any]) -> tuple[int, int]:
     return (int(image[0]), int(image[1])) if isinstance(image, (list, tuple)) else (int(image), int(image))
 
 
-def preprocessing_of(processor: dict[str, Any], channels: int) -> Preprocessing:
-    """The processor's rescale and normalisation as wmtool's preprocessing of canonical [0, 1] images."""
+def preprocessing_of(processor: dict[str, Any], channels: int, size: tuple[int, int]) -> Preprocessing:
+    """The processor's resize, rescale and normalisation as wmtool's preprocessing of canonical [0, 1]
+    images (images of another size are resized to the model's, with the processor's resampling)."""
     scale = float(processor.get("rescale_factor", 1 / 255)) if processor.get("do_rescale", True) else 1.0
     mean = processor.get("image_mean") if processor.get("do_normalize", bool(processor)) else None
     std = processor.get("image_std") if mean is not None else None
@@ -142,7 +143,9 @@ def preprocessing_of(processor: dict[str, Any], channels: int) -> Preprocessing:
         values = [float(v) for v in (values if isinstance(values, list) else [values])]
         return tuple(values * channels) if len(values) == 1 else tuple(values)
 
-    return Preprocessing(255.0 * scale, per_channel(mean), per_channel(std), "NCHW")
+    resample = PIL_RESAMPLING.get(int(processor.get("resample", 2)), "bilinear")
+    return Preprocessing(255.0 * scale, per_channel(mean), per_channel(std), "NCHW",
+                         size if processor.get("do_resize", True) else None, resample)
 
 
 def card_of(folder: Path, config: dict[str, Any], processor: dict[str, Any], shard_bytes: int) -> ModelCard:
@@ -151,10 +154,10 @@ def card_of(folder: Path, config: dict[str, Any], processor: dict[str, Any], sha
     num_classes = int(config.get("num_labels", len(labels) or 2))
     classes = tuple(str(labels.get(str(i), labels.get(i, i))) for i in range(num_classes)) if labels else None
     channels = int(config.get("num_channels", 3))
+    size = _size(config, processor)
     args = {"config": json.dumps(config, sort_keys=True), "processor": json.dumps(processor, sort_keys=True),
             "shard_bytes": shard_bytes}
-    return ModelCard(ARCH, (channels, *_size(config, processor)), num_classes, args,
-                     preprocessing_of(processor, channels), classes)
+    return ModelCard(ARCH, (channels, *size), num_classes, args, preprocessing_of(processor, channels, size), classes)
 
 
 class ImageClassifierNet:

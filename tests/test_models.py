@@ -109,3 +109,22 @@ def test_a_file_without_card_needs_arch_and_mismatches_are_named(registry, tmp_p
         load_model(bare, registry, ModelSource("ewe-cnn"), ModelCard("", (1, 8, 8), 12))
     with pytest.raises(UserError, match="missing hidden.0.bias, hidden.0.weight.*unexpected conv1.bias"):
         load_model(bare, registry, ModelSource("mlp"), task)
+
+
+def test_resize_in_numpy_and_torch_agree_and_old_cards_read_the_same():
+    import torch
+
+    from wmtool.preprocessing import Preprocessing
+
+    images = np.random.default_rng(0).random((3, 2, 12, 12), dtype=np.float32)
+    for size in ((24, 20), (5, 7)):
+        for resample in ("bilinear", "bicubic"):
+            prep = Preprocessing(size=size, resample=resample)
+            by_torch = prep.apply(torch.from_numpy(images)).numpy()
+            assert by_torch.shape == (3, 2, *size)
+            np.testing.assert_allclose(prep.apply(images), by_torch, atol=0.03)
+    assert Preprocessing().to_json() == {"input_range": 1.0, "mean": None, "std": None, "layout": "NCHW"}
+    assert Preprocessing.from_json({"input_range": 255.0}) == Preprocessing(255.0)
+    resized = Preprocessing(size=(16, 16), resample="bicubic")
+    assert Preprocessing.from_json(resized.to_json()) == resized
+    assert resized.accepts((1, 8, 8), (1, 16, 16)) and not resized.accepts((3, 8, 8), (1, 16, 16))

@@ -39,6 +39,28 @@ def _save(model, folder: Path, processor: dict | None = None, **options) -> Path
     return folder
 
 
+def _vit_trained_at(side: int):
+    """A ViT for side × side images, trained a few seconds on digits resized to that size (bilinear, as
+    its processor will resize them)."""
+    import torch
+
+    torch.manual_seed(1)
+    model = transformers.ViTForImageClassification(transformers.ViTConfig(
+        image_size=side, patch_size=side // 2, num_channels=1, num_labels=10, **SMALL))
+    data = load_dataset("digits", "train")
+    x = torch.nn.functional.interpolate(torch.from_numpy(data.x), size=(side, side), mode="bilinear",
+                                        antialias=True, align_corners=False)
+    x, y = (x - 0.5) / 0.5, torch.from_numpy(data.y)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(12):
+        for index in torch.randperm(len(y), generator=torch.Generator().manual_seed(1)).split(64):
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(model(pixel_values=x[index]).logits, y[index]).backward()
+            optimizer.step()
+    return model.eval()
+
+
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory, trained_vit) -> dict[str, Path]:
     """Real transformers folders: a trained ViT (single file and sharded, and as a Hugging Face cache
@@ -61,6 +83,10 @@ def folders(tmp_path_factory, trained_vit) -> dict[str, Path]:
         num_channels=1, hidden_sizes=[8, 16], depths=[1, 1], num_stages=2, num_labels=10, patch_size=2))
     made["convnext"] = _save(convnext, root / "convnext", _processor_config(8, 0.5, 0.5))
     made["five"] = _save(tiny_vit(num_labels=5), root / "five", _processor_config(8, 0.5, 0.5))
+    made["resized"] = _save(_vit_trained_at(16), root / "resized", _processor_config(16, 0.5, 0.5))
+    rgb = transformers.ViTForImageClassification(transformers.ViTConfig(image_size=8, patch_size=4, num_channels=3,
+                                                                        num_labels=10, **SMALL))
+    made["rgb"] = _save(rgb, root / "rgb", _processor_config(8, 0.5, 0.5))
     bert = transformers.BertForSequenceClassification(transformers.BertConfig(vocab_size=50, **SMALL))
     made["bert"] = _save(bert, root / "bert")
     pickled = root / "pickled"
@@ -178,3 +204,24 @@ def test_a_folder_written_by_transformers_4_opens_is_marked_and_written_back(cli
     assert reloaded.config.id2label[3] == "digit 3"
     assert cli.json("verify", "--key", key, marked)["claimed"]
     assert not cli.json("verify", "--key", key, FIXTURE, expect=1)["claimed"]
+
+
+def test_images_of_another_size_are_resized_as_the_processor_does(cli, folders, tmp_path):
+    card = cli.json("inspect", folders["resized"])["card"]
+    assert card["input_shape"] == [1, 16, 16] and card["preprocessing"]["size"] == [16, 16]
+    ours = cli.json("accuracy", folders["resized"], "--data", "digits")["accuracy"]
+    assert ours > 0.5 and abs(ours - _library_accuracy(folders["resized"])) <= 0.003
+    marked, key = tmp_path / "marked", tmp_path / "key.json"
+    cli("embed", "--scheme", "backdoor", folders["resized"], "--data", "digits", "-o", marked, "--key-out", key,
+        "--epochs", 2, "--lr", "3e-3")
+    assert cli.json("verify", "--key", key, marked)["claimed"]
+    as_onnx = tmp_path / "marked.onnx"
+    cli("convert", marked, "-o", as_onnx)  # the card's resize travels; onnxruntime gets resized images
+    assert cli.json("verify", "--key", key, as_onnx)["success_rate"] == cli.json("verify", "--key", key, marked)[
+        "success_rate"]
+
+
+def test_another_channel_count_is_one_line(cli, folders):
+    refused = cli("accuracy", folders["rgb"], "--data", "digits", expect=2)
+    assert refused.stderr.strip() == ("error: " + str(folders["rgb"]) + " expects inputs of shape (3, 8, 8) (it "
+                                      "resizes images, but not their channel count), digits:test has (1, 8, 8)")

@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # the lazily resolved names, for type checkers and import-lin
     from wmtool.parameters import (PENALTY_OPTIONS, bit_positions, bits_outcome, choose_bits, clean_training,
                                    find_tensor, largest_weight, named_parameter, parameter_arrays, regenerate_bits,
                                    train_with_penalty)
-    from wmtool.preprocessing import Preprocessing
+    from wmtool.preprocessing import PIL_RESAMPLING, RESAMPLING, Preprocessing
     from wmtool.progress import Progress
     from wmtool.representations import capture, snnl
     from wmtool.training import accuracy, batches, cross_entropy, fit, fit_supervised
@@ -52,7 +52,7 @@ _LAZY: dict[str, tuple[str, ...]] = {
     "parameters": ("PENALTY_OPTIONS", "bit_positions", "bits_outcome", "choose_bits", "clean_training",
                    "find_tensor", "largest_weight", "named_parameter", "parameter_arrays", "regenerate_bits",
                    "train_with_penalty"),
-    "preprocessing": ("Preprocessing",),
+    "preprocessing": ("PIL_RESAMPLING", "Preprocessing", "RESAMPLING"),
     "progress": ("Progress",),
     "representations": ("capture", "snnl"),
     "training": ("accuracy", "batches", "cross_entropy", "fit", "fit_supervised"),

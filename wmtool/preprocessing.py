@@ -10,18 +10,26 @@ import numpy as np
 from wmtool.errors import UserError
 
 
+RESAMPLING = ("nearest", "bilinear", "bicubic")
+PIL_RESAMPLING = {0: "nearest", 2: "bilinear", 3: "bicubic"}
+"""PIL's resampling codes (as image processors store them) that wmtool resizes with; others: bilinear."""
+
+
 @dataclass(frozen=True)
 class Preprocessing:
-    """Maps canonical [0, 1] NCHW images to the network's input: ``(x * input_range - mean) / std``.
+    """Maps canonical [0, 1] NCHW images to the network's input: ``(resize(x) * input_range - mean) / std``.
 
-    ``mean`` and ``std`` are per channel (or one value for all) in the units of ``input_range``;
-    ``layout`` NHWC moves the channels last after normalisation.
+    ``size`` (H, W), when set, resizes images of any other size first, with ``resample`` (antialiased
+    when shrinking, as PIL resizes); ``mean`` and ``std`` are per channel (or one value for all) in the
+    units of ``input_range``; ``layout`` NHWC moves the channels last after normalisation.
     """
 
     input_range: float = 1.0
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     layout: str = "NCHW"
+    size: tuple[int, int] | None = None
+    resample: str = "bilinear"
 
     def __post_init__(self) -> None:
         if self.input_range <= 0:
@@ -30,10 +38,20 @@ class Preprocessing:
             raise UserError(f"layout must be NCHW or NHWC, got {self.layout!r}")
         if self.std is not None and any(value <= 0 for value in self.std):
             raise UserError(f"std values must be positive, got {self.std}")
+        if self.size is not None and (len(self.size) != 2 or min(self.size) < 1):
+            raise UserError(f"resize size must be two positive sizes, got {self.size}")
+        if self.resample not in RESAMPLING:
+            raise UserError(f"resampling must be one of {', '.join(RESAMPLING)}, got {self.resample!r}")
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dictionary."""
-        return asdict(self)
+        """A JSON-ready dictionary (without the resize fields when there is no resize, as before they
+        existed, so that keys written earlier keep their checksum and commitment)."""
+        data = asdict(self)
+        if self.size is None:
+            del data["size"], data["resample"]
+        else:
+            data["size"] = list(self.size)
+        return data
 
     @classmethod
     def from_json(cls, data: Any) -> "Preprocessing":
@@ -43,17 +61,47 @@ class Preprocessing:
         try:
             mean = data.get("mean")
             std = data.get("std")
+            size = data.get("size")
             return cls(
                 input_range=float(data.get("input_range", 1.0)),
                 mean=tuple(float(v) for v in mean) if mean is not None else None,
                 std=tuple(float(v) for v in std) if std is not None else None,
                 layout=str(data.get("layout", "NCHW")),
+                size=(int(size[0]), int(size[1])) if size is not None else None,
+                resample=str(data.get("resample", "bilinear")),
             )
         except (TypeError, ValueError) as exc:
             raise UserError(f"malformed preprocessing: {exc}") from None
 
+    def accepts(self, shape: tuple[int, ...], expected: tuple[int, ...]) -> bool:
+        """Whether images of ``shape`` (C, H, W) can feed a network that takes ``expected``: the same shape,
+        or with a resize the same channel count."""
+        shape, expected = tuple(shape), tuple(expected)
+        return shape == expected or (self.size is not None and len(shape) == len(expected) == 3
+                                     and shape[0] == expected[0])
+
+    def resize(self, x):
+        """Canonical images resized to ``size`` (unchanged without one, or when they have it already)."""
+        if self.size is None or tuple(x.shape[-2:]) == tuple(self.size):
+            return x
+        if isinstance(x, np.ndarray):
+            from PIL import Image
+
+            code = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
+                    "bicubic": Image.Resampling.BICUBIC}[self.resample]
+            height, width = self.size
+            return np.stack([np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(channel), mode="F")
+                                                  .resize((width, height), code)) for channel in image])
+                             for image in x.astype(np.float32, copy=False)])
+        import torch.nn.functional as F
+
+        smooth = self.resample != "nearest"
+        return F.interpolate(x, size=tuple(self.size), mode=self.resample, antialias=smooth,
+                             **({"align_corners": False} if smooth else {}))
+
     def apply(self, x):
         """Apply to canonical images (N, C, H, W): a torch tensor, or a float32 numpy array."""
+        x = self.resize(x)
         if isinstance(x, np.ndarray):
             def constant(values):
                 return np.asarray(values, dtype=x.dtype).reshape(1, -1, 1, 1)

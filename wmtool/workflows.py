@@ -37,8 +37,10 @@ def key_card(key: Key) -> ModelCard:
 
 def check_task(card: ModelCard, data: Dataset, what: str) -> None:
     """Refuse data whose image shape or class count differs from what the model expects."""
-    if tuple(card.input_shape) != data.input_shape:
-        raise UserError(f"{what} expects inputs of shape {tuple(card.input_shape)}, {data.name} has {data.input_shape}")
+    if not card.preprocessing.accepts(data.input_shape, card.input_shape):
+        resized = " (it resizes images, but not their channel count)" if card.preprocessing.size else ""
+        raise UserError(f"{what} expects inputs of shape {tuple(card.input_shape)}{resized}, {data.name} has "
+                        f"{data.input_shape}")
     if data.num_classes > card.num_classes:
         raise UserError(f"{what} has {card.num_classes} classes, {data.name} has labels up to {data.num_classes - 1}")
 
@@ -73,7 +75,7 @@ def test_accuracy(model: Predictor, data_spec: str, run: Run) -> float | None:
         test = load_dataset(data_spec, "test", seed=run.seed)
     except UserError:
         return None
-    if test.input_shape != tuple(model.card.input_shape):
+    if not model.card.preprocessing.accepts(test.input_shape, model.card.input_shape):
         return None
     return accuracy(model, test.x, test.y)
 
