@@ -184,3 +184,29 @@ def test_calibrate_takes_the_model_source_options(cli, digits_models, tmp_path):
     with_arch = cli.json("calibrate", "--key", key_path, bare, "--arch", "ewe-cnn")
     with_card = cli.json("calibrate", "--key", key_path, digits_models["clean"])
     assert with_arch["successes"] == with_card["successes"] and with_arch["trials"] == with_card["trials"] > 0
+
+
+def test_a_folder_appears_whole_or_not_at_all(tmp_path):
+    from wmtool.atomic import write_folder_atomic
+    from wmtool.errors import UserError
+
+    def fill(folder):
+        (folder / "config.json").write_text("{}")
+        (folder / "model.safetensors").write_bytes(b"x" * 100)
+
+    def broken(folder):
+        (folder / "config.json").write_text("{}")
+        raise OSError("disk full")
+
+    target = tmp_path / "model"
+    with pytest.raises(OSError):
+        write_folder_atomic(target, broken)
+    assert sorted(os.listdir(tmp_path)) == []  # no half folder, no temporary left
+    write_folder_atomic(target, fill)
+    with pytest.raises(UserError, match="exists; pass --force"):
+        write_folder_atomic(target, fill)
+    with pytest.raises(OSError):
+        write_folder_atomic(target, broken, force=True)
+    assert sorted(os.listdir(target)) == ["config.json", "model.safetensors"]  # the old one kept whole
+    write_folder_atomic(target, lambda folder: (folder / "new.json").write_text("{}"), force=True)
+    assert sorted(os.listdir(tmp_path)) == ["model"] and sorted(os.listdir(target)) == ["new.json"]
