@@ -49,8 +49,8 @@ app = typer.Typer(
 
 
 def _register_commands() -> None:
-    from wmtool.commands import (accuracy, attack, calibrate, convert, demo, embed, inspect, plugin_list, train,
-                                 verify)
+    from wmtool.commands import (accuracy, attack, calibrate, convert, demo, embed, evaluate, inspect, plugin_list,
+                                 train, verify)
 
     app.command("train")(train.train)
     app.command("embed", cls=embed.EmbedCommand)(embed.embed)
@@ -62,6 +62,7 @@ def _register_commands() -> None:
     app.command("convert")(convert.convert)
     app.command("plugins")(plugin_list.plugins)
     app.command("demo")(demo.demo)
+    app.add_typer(evaluate.evaluate_app, name="evaluate")
 
 
 _register_commands()

@@ -1,0 +1,126 @@
+"""`wmtool evaluate`: specs checked before any training, cells cached by content in a SQLite store, a run
+killed with SIGKILL resumes without recomputing finished cells, and the report in every format."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = ROOT / "benchmarks" / "specs" / "digits-smoke.toml"
+
+
+def _spec(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "spec.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("text, message", [
+    ("seeds = [0]\nbogus = 1\n[model]\narch = 'mlp'\n[data]\nowner = 'digits'\n[schemes.backdoor]\n",
+     "unknown field(s) bogus"),
+    ("[model]\narch = 'mlp'\n[data]\nowner = 'digits'\n[schemes.backdoor]\nepochs = 'three'\n",
+     "[schemes.backdoor]: --epochs expects INTEGER, got 'three'"),
+    ("[model]\narch = 'mlp'\n[data]\nowner = 'digits'\n[schemes.backdoor]\n[attacks.prune]\nrate = [0.2, 1.5]\n",
+     "[attacks.prune]: --rate"),
+    ("[model]\narch = 'nonet'\n[data]\nowner = 'digits'\n[schemes.backdoor]\n", "unknown architecture 'nonet'"),
+    ("[model]\narch = 'mlp'\n[data]\nowner = 'digits'\n", "[schemes] names no scheme"),
+    ("seeds = '4-x'\n[model]\narch = 'mlp'\n[data]\nowner = 'digits'\n[schemes.backdoor]\n", "seeds"),
+    ("[model]\narch = 'mlp'\n[data]\nowner = 'digits'\n[schemes.nothing]\n", "unknown embedder 'nothing'"),
+])
+def test_a_bad_spec_fails_before_any_training_naming_the_field(cli, tmp_path, text, message):
+    refused = cli("evaluate", "--spec", _spec(tmp_path, text), "--out", tmp_path / "store", expect=2)
+    assert message in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "store").exists()
+
+
+def _matrix(cli, store: Path) -> dict:
+    return cli.json("evaluate", "report", store)
+
+
+def _sweep(cli, *args) -> tuple[list[dict], dict]:
+    """Run a sweep with --json: a line per finished cell, then the summary."""
+    lines = [json.loads(line) for line in cli("evaluate", *args, "--json").stdout.splitlines()]
+    return lines[:-1], lines[-1]["summary"]
+
+
+def test_smoke_sweep_report_formats_and_plots(cli, tmp_path):
+    store = tmp_path / "store"
+    finished, summary = _sweep(cli, "--spec", SMOKE, "--out", store)
+    assert summary["failed"] == 0 and summary["computed"] == summary["cells"] == len(finished)
+    assert {line["kind"] for line in finished} == {"train", "embed", "attack", "verify"}
+    again, rerun = _sweep(cli, "--spec", SMOKE, "--out", store)
+    assert again == [] and rerun == {**summary, "computed": 0, "cached": summary["cells"]}
+    found = _matrix(cli, store)
+    cells = {(c["scheme"], c["attack"]): c for c in found["cells"]}
+    assert len(cells) == 3 * (4 * 2 + 1) and all(c["n"] == 3 for c in cells.values())
+    assert cells[("backdoor", "none")]["claimed"] == 3  # a marked model is claimed on every seed
+    assert cells[("lsb", "none")]["watermark_success"]["mean"] == 1.0
+    assert cells[("lsb", "round digits=1")]["claimed"] == 0  # rounding erases the lowest mantissa bits
+    assert set(found["false_claims"]) == {"backdoor", "lsb", "sign"}
+    assert all(fc["n"] == 6 and fc["claimed"] == 0 for fc in found["false_claims"].values())
+    rows = list(csv.DictReader(io.StringIO(cli("evaluate", "report", store, "--format", "csv").stdout)))
+    assert len(rows) == len(cells) and {r["claimed"] for r in rows} <= {"0", "1", "2", "3"}
+    markdown = cli("evaluate", "report", store, "--format", "markdown").stdout
+    assert markdown.startswith("| scheme | none | finetune epochs=1 |") and "claimed 3/3" in markdown
+    plotted = cli.json("evaluate", "report", store, "--plot", tmp_path / "plots")["plots"]
+    assert {Path(p).name for p in plotted} >= {"strength-prune-rate.png", "accuracy-vs-watermark.png"}
+    assert all(Path(p).read_bytes()[:4] == b"\x89PNG" for p in plotted)
+
+
+def _computed_keys(store: Path) -> dict[str, float]:
+    with sqlite3.connect(store / "results.sqlite") as db:
+        return dict(db.execute("SELECT key, finished FROM cells").fetchall())
+
+
+def test_killed_with_sigkill_it_resumes_without_recomputing(cli, tmp_path):
+    whole, store = tmp_path / "whole", tmp_path / "killed"
+    cli("evaluate", "--spec", SMOKE, "--out", whole, "--quiet")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    process = subprocess.Popen([sys.executable, "-m", "wmtool", "evaluate", "--spec", str(SMOKE), "--out", str(store),
+                                "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.time() + 120
+    total = len(_computed_keys(whole))
+    while time.time() < deadline:  # kill it halfway
+        time.sleep(0.2)
+        if (store / "results.sqlite").exists() and len(_computed_keys(store)) >= total // 2:
+            break
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    before = _computed_keys(store)
+    assert 0 < len(before) < total
+    _, resumed = _sweep(cli, "--spec", SMOKE, "--out", store)
+    after = _computed_keys(store)
+    assert resumed["cached"] == len(before) and resumed["computed"] == total - len(before)
+    assert {key: after[key] for key in before} == before  # finished cells were not computed again
+    assert _matrix(cli, store) == _matrix(cli, whole)
+
+
+def test_two_workers_give_the_same_rows_as_one(cli, tmp_path):
+    spec = _spec(tmp_path, "seeds = [0, 1]\nreferences = 1\n[model]\narch = 'mlp'\narch_args = { width = 32 }\n"
+                           "epochs = 5\n[data]\nowner = 'digits'\n[schemes.sign]\nepochs = 2\nbits = 64\n"
+                           "[attacks.prune]\nrate = [0.5]\n[[chains]]\nsteps = ['prune', 'round']\n")
+    cli("evaluate", "--spec", spec, "--out", tmp_path / "one", "--quiet")
+    cli("evaluate", "--spec", spec, "--out", tmp_path / "two", "--jobs", 2, "--quiet")
+    one, two = _matrix(cli, tmp_path / "one"), _matrix(cli, tmp_path / "two")
+    assert one == two and {c["attack"] for c in one["cells"]} == {"none", "prune rate=0.5", "prune → round"}
+
+
+def test_a_failing_cell_is_recorded_and_the_sweep_goes_on(cli, tmp_path):
+    spec = _spec(tmp_path, "references = 0\n[model]\narch = 'mlp'\narch_args = { width = 32 }\nepochs = 3\n"
+                           "[data]\nowner = 'digits'\n[schemes.sign]\nbits = 100000\n[schemes.lsb]\nbits = 64\n")
+    _, summary = _sweep(cli, "--spec", spec, "--out", tmp_path / "s")
+    assert summary["failed"] == 2  # sign's embedding (too many bits) and its verification
+    cells = {c["scheme"]: c for c in _matrix(cli, tmp_path / "s")["cells"]}
+    assert cells["sign"]["n"] == 0 and "needs embed cell" in cells["sign"]["failed"][0]
+    assert cells["lsb"]["claimed"] == 1

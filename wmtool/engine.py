@@ -1,0 +1,150 @@
+"""Runs a sweep's cells: each after the cells it reads, skipping those the store has, in local worker
+processes (``jobs``), recording every finished cell — or its one-line error — as it comes."""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from pathlib import Path
+from typing import Any, Callable
+
+from wmtool.errors import UserError
+from wmtool.store import Store
+from wmtool.sweep import Cell
+
+Report = Callable[[Cell, str, dict[str, Any], "str | None", bool], None]
+"""Called for every cell: (cell, status, result, error, cached)."""
+
+
+def _save(model: Any, folder: Path, registry: Any) -> str:
+    """A cell's model in its folder: safetensors, or ONNX for a model no registered architecture rebuilds."""
+    from wmtool.models import save_model
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "model.safetensors"
+    try:
+        save_model(model, path, registry, force=True)
+    except UserError:
+        path = folder / "model.onnx"
+        save_model(model, path, registry, force=True)
+    return str(path)
+
+
+def execute(cell: Cell, inputs: list[dict[str, Any]], store_folder: str, device: str, threads: int) -> dict[str, Any]:
+    """Compute one cell from its inputs' results (in a worker process or in this one)."""
+    from wmtool.data import load_dataset
+    from wmtool.models import ModelSource
+    from wmtool.run import Run
+    from wmtool.workflows import (attack_model, data_card, embed_watermark, key_card, make_key, open_model,
+                                  open_suspect, test_accuracy, train_model, verify_suspect)
+
+    if threads and cell.kind != "verify":
+        import torch
+
+        torch.set_num_threads(threads)
+    p = cell.params
+    run = Run(quiet=True, device=device, seed=int(p.get("seed", 0)))
+    folder = Store(store_folder).files(cell.key)
+    if cell.kind == "open":
+        return {"model": p["path"]}
+    if cell.kind == "train":
+        data = load_dataset(p["data"], "train", seed=run.seed)
+        trained = train_model(run, p["arch"], dict(p["arch_args"]), data, epochs=p["epochs"], batch_size=64, lr=1e-3,
+                              optimizer="adam", validation=0.0)
+        return {"model": _save(trained.model, folder, run.registry)}
+    if cell.kind == "embed":
+        from wmtool.keys import save_key
+        from wmtool.models import file_sha256
+
+        data = load_dataset(p["data"], "train", seed=run.seed)
+        model = open_model(run, inputs[0]["model"], ModelSource(), data_card(data)).train()
+        outcome = embed_watermark(run, p["scheme"], dict(p["options"]), data, model, pretrained=True)
+        path = _save(outcome.model, folder, run.registry)
+        key = make_key(run, p["scheme"], outcome, file_sha256(path))
+        save_key(key, folder / "key.json", force=True)
+        return {"model": path, "key": str(folder / "key.json")}
+    if cell.kind == "attack":
+        data = load_dataset(p["data"], "train", seed=run.seed)
+        white_box = run.registry.get("attack", p["attack"]).white_box
+        victim = (open_model if white_box else open_suspect)(run, inputs[0]["model"], ModelSource(), data_card(data))
+        outcome, _, _ = attack_model(run, p["attack"], dict(p["options"]), victim, data)
+        return {"model": _save(outcome.model, folder, run.registry), "queries": outcome.queries}
+    if cell.kind == "verify":
+        from wmtool.keys import load_key
+        from wmtool.stats import queries_needed
+
+        key = load_key(inputs[0]["key"])
+        suspect = open_suspect(run, inputs[1]["model"], ModelSource(), key_card(key))
+        result, _ = verify_suspect(run, key, suspect, alpha=p["alpha"], test="binomial", queries=None)
+        return {"accuracy": test_accuracy(suspect, p["data"], run), "success_rate": result.success_rate,
+                "null_rate": result.null_rate, "p_value": result.p_value, "claimed": result.claimed,
+                "queries": result.queries,
+                "queries_needed": queries_needed(result.success_rate, result.null_rate, alpha=p["alpha"])}
+    raise UserError(f"unknown cell kind {cell.kind!r}")
+
+
+def _run_one(cell: Cell, inputs: list[dict[str, Any]], store_folder: str, device: str, threads: int
+             ) -> tuple[str, dict[str, Any], str | None, float]:
+    """A cell's (status, result, error, seconds): a failure is its one line, never a traceback."""
+    start = time.perf_counter()
+    try:
+        result = execute(cell, inputs, store_folder, device, threads)
+        return "ok", result, None, time.perf_counter() - start
+    except UserError as exc:
+        return "failed", {}, str(exc), time.perf_counter() - start
+    except Exception as exc:  # a plugin's bug fails its cell, not the sweep
+        return "failed", {}, f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}", \
+            time.perf_counter() - start
+
+
+def run_sweep(cells: list[Cell], store: Store, *, jobs: int = 1, device: str = "auto",
+              report: Report | None = None) -> dict[str, int]:
+    """Compute every cell the store lacks; returns how many were computed, cached and failed."""
+    known = store.finished()
+    by_key = {cell.key: cell for cell in cells}
+    counts = {"computed": 0, "cached": 0, "failed": 0}
+    for cell in cells:
+        if cell.key in known:
+            counts["cached"] += 1
+            if report:
+                report(cell, known[cell.key]["status"], known[cell.key]["result"], known[cell.key]["error"], True)
+    threads = max(1, (os.cpu_count() or 1) // max(jobs, 1))
+    pending = [cell for cell in cells if cell.key not in known]
+
+    def finish(cell: Cell, status: str, result: dict[str, Any], error: str | None, seconds: float) -> None:
+        store.put(cell, status, result, error, seconds)
+        known[cell.key] = {"status": status, "result": result, "error": error}
+        counts["computed" if status == "ok" else "failed"] += 1
+        if report:
+            report(cell, status, result, error, False)
+
+    pool = ProcessPoolExecutor(max_workers=jobs) if jobs > 1 else None
+    running: dict[Future, Cell] = {}
+    try:
+        while pending or running:
+            for cell in list(pending):
+                states = [known.get(dep, {}).get("status") for dep in cell.deps]
+                if "failed" in states:
+                    pending.remove(cell)
+                    failed = next(dep for dep in cell.deps if known[dep]["status"] == "failed")
+                    finish(cell, "failed", {}, f"needs {by_key[failed].kind} cell {failed}, which failed", 0.0)
+                elif all(state == "ok" for state in states) and (pool or not running):
+                    if pool is not None and len(running) >= jobs:
+                        break
+                    pending.remove(cell)
+                    inputs = [known[dep]["result"] for dep in cell.deps]
+                    if pool is None:
+                        finish(cell, *_run_one(cell, inputs, str(store.folder), device, threads))
+                    else:
+                        running[pool.submit(_run_one, cell, inputs, str(store.folder), device, threads)] = cell
+            if running:
+                done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                for future in done:
+                    finish(running.pop(future), *future.result())
+            elif pending and not any(all(known.get(d, {}).get("status") == "ok" for d in c.deps) for c in pending):
+                raise UserError(f"{len(pending)} cells wait on cells that are not in the sweep")
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    return counts

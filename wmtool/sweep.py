@@ -1,0 +1,211 @@
+"""A robustness sweep: its spec (TOML, or the ``evaluate`` command's flags) and the cells it plans.
+
+A spec names the model (a file or folder, or an architecture trained from scratch), the owner's, the
+attacker's and the test data, schemes and attacks with option grids (a list value is a grid axis),
+chains of attacks, seeds, how many reference (clean) models to train for the false-claim column, and
+``alpha``. Every mistake is found before any training and names its field.
+
+The plan is a list of cells — train, embed, attack, verify — each keyed by the hash of what determines
+it (kind, options, the keys of the cells it reads, wmtool's version and the plugin's): a marked model is
+embedded once and shared by every attack on it, and a finished cell is never computed again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wmtool import __version__
+from wmtool.errors import UserError
+from wmtool.options import resolve
+from wmtool.registry import Registry
+
+TOP_LEVEL = {"model", "data", "schemes", "attacks", "chains", "seeds", "references", "alpha"}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One scheme or attack with one point of its option grid; ``axis`` names the option that varies."""
+
+    name: str
+    options: dict[str, Any]
+    axis: str | None = None
+
+    @property
+    def label(self) -> str:
+        """``prune`` or ``prune rate=0.2``."""
+        return self.name if self.axis is None else f"{self.name} {self.axis}={self.options[self.axis]}"
+
+
+@dataclass
+class Spec:
+    """A validated sweep."""
+
+    model: dict[str, Any]
+    owner: str
+    attacker: str
+    test: str
+    schemes: list[Variant]
+    attacks: list[list[Variant]]
+    """Each entry one column: a single attack, or a chain of them applied in order."""
+    seeds: list[int]
+    references: int = 2
+    alpha: float = 0.01
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One step of a sweep: what it computes (``kind``, ``params``), from which cells (``deps``)."""
+
+    key: str
+    kind: str
+    params: dict[str, Any]
+    deps: tuple[str, ...] = ()
+    row: dict[str, Any] = field(default_factory=dict, compare=False)
+    """For verify cells: the matrix coordinates (scheme, attack, seed, role) the result fills."""
+
+
+def read_spec(path: str | Path, registry: Registry) -> Spec:
+    """A sweep spec from a TOML file."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such spec file") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: not valid TOML ({exc})") from None
+    return spec_from(raw, registry, str(path))
+
+
+def _seeds(raw: Any, where: str) -> list[int]:
+    """Seeds as a list of integers, or ``"0-4"``."""
+    if isinstance(raw, str) and "-" in raw:
+        low, _, high = raw.partition("-")
+        try:
+            return list(range(int(low), int(high) + 1))
+        except ValueError:
+            raise UserError(f"{where}: seeds {raw!r} is not a range like 0-4") from None
+    if isinstance(raw, int):
+        return [raw]
+    if isinstance(raw, list) and raw and all(isinstance(v, int) for v in raw):
+        return list(raw)
+    raise UserError(f"{where}: seeds must be integers, a list of them or a range like \"0-4\", got {raw!r}")
+
+
+def _variants(kind: str, name: str, raw: Any, registry: Registry, where: str) -> list[Variant]:
+    """Every point of one plugin's option grid, each validated by the plugin's declared options."""
+    plugin = registry.get("embedder" if kind == "schemes" else "attack", name)
+    if not isinstance(raw, dict):
+        raise UserError(f"{where}: [{kind}.{name}] must be a table of options")
+    axes = [key for key, value in raw.items() if isinstance(value, list)]
+    if len(axes) > 1:
+        raise UserError(f"{where}: [{kind}.{name}] varies {', '.join(axes)}: one grid axis per entry (list another "
+                        "entry under a new name with `plugin = ...` for a second)")
+    fixed = {key: value for key, value in raw.items() if key not in axes and key != "plugin"}
+    points = [{**fixed, axes[0]: value} for value in raw[axes[0]]] if axes else [fixed]
+    variants = []
+    for point in points:
+        options = resolve(plugin.options, point, f"{where}: [{kind}.{name}]")
+        variants.append(Variant(plugin.name, {k: options[k] for k in point}, axes[0] if axes else None))
+    return variants
+
+
+def spec_from(raw: dict[str, Any], registry: Registry, where: str = "spec") -> Spec:
+    """Validate a spec's dictionary (from TOML or flags); every problem names its field."""
+    unknown = sorted(set(raw) - TOP_LEVEL)
+    if unknown:
+        raise UserError(f"{where}: unknown field(s) {', '.join(unknown)}; a spec has {', '.join(sorted(TOP_LEVEL))}")
+    model = raw.get("model") or {}
+    if not isinstance(model, dict) or not ({"path", "arch"} & set(model)):
+        raise UserError(f"{where}: [model] needs path = \"model file or folder\" or arch = \"name\" (trained from "
+                        "scratch)")
+    if "arch" in model and "path" not in model:
+        registry.get("architecture", model["arch"])
+    data = raw.get("data") or {}
+    if not isinstance(data, dict) or "owner" not in data:
+        raise UserError(f"{where}: [data] needs owner = \"dataset\" (attacker and test default to it)")
+    schemes_raw, attacks_raw = raw.get("schemes") or {}, raw.get("attacks") or {}
+    if not schemes_raw:
+        raise UserError(f"{where}: [schemes] names no scheme")
+    schemes = [v for name, options in schemes_raw.items()
+               for v in _variants("schemes", str(options.get("plugin", name)) if isinstance(options, dict) else name,
+                                  options, registry, where)]
+    attacks = [[v] for name, options in attacks_raw.items()
+               for v in _variants("attacks", str(options.get("plugin", name)) if isinstance(options, dict) else name,
+                                  options, registry, where)]
+    for index, chain in enumerate(raw.get("chains") or []):
+        steps = chain.get("steps") if isinstance(chain, dict) else None
+        if not isinstance(steps, list) or len(steps) < 2:
+            raise UserError(f"{where}: chains[{index}] needs steps = [\"attack\", \"attack\", ...] (two or more)")
+        options = chain.get("options") or {}
+        attacks.append([_variants("attacks", str(step), options.get(str(step), {}), registry, where)[0]
+                        for step in steps])
+    alpha = float(raw.get("alpha", 0.01))
+    if not 0 < alpha < 1:
+        raise UserError(f"{where}: alpha must lie strictly between 0 and 1, got {alpha}")
+    references = raw.get("references", 2)
+    if not isinstance(references, int) or references < 0:
+        raise UserError(f"{where}: references must be a non-negative integer, got {references!r}")
+    if references and "arch" not in model:
+        raise UserError(f"{where}: references (clean models for the false-claim column) need [model] arch")
+    owner = str(data["owner"])
+    return Spec(model, owner, str(data.get("attacker", owner)), str(data.get("test", owner)), schemes, attacks,
+                _seeds(raw.get("seeds", [0]), where), references, alpha)
+
+
+def _key(kind: str, params: dict[str, Any], deps: tuple[str, ...], plugin_version: str = "") -> str:
+    body = json.dumps({"kind": kind, "params": params, "deps": deps, "wmtool": __version__,
+                       "plugin": plugin_version}, sort_keys=True, default=str)
+    return hashlib.sha256(body.encode()).hexdigest()[:24]
+
+
+def _version(registry: Registry, kind: str, name: str) -> str:
+    entry = registry.entries[kind].get(name)
+    return f"{entry.distribution} {entry.version}" if entry else ""
+
+
+def plan(spec: Spec, registry: Registry) -> list[Cell]:
+    """Every cell of the sweep, each after the cells it reads."""
+    cells: dict[str, Cell] = {}
+
+    def add(kind: str, params: dict[str, Any], deps: tuple[str, ...] = (), version: str = "",
+            row: dict[str, Any] | None = None) -> str:
+        key = _key(kind, params, deps, version)
+        cells.setdefault(key, Cell(key, kind, params, deps, row or {}))
+        return key
+
+    model = spec.model
+    for seed in spec.seeds:
+        if "path" in model:
+            base = add("open", {"path": str(Path(model["path"]).resolve())})
+        else:
+            base = add("train", {"arch": model["arch"], "arch_args": model.get("arch_args", {}),
+                                 "epochs": int(model.get("epochs", 10)), "data": spec.owner, "seed": seed},
+                       version=_version(registry, "architecture", model["arch"]))
+        references = [add("train", {"arch": model["arch"], "arch_args": model.get("arch_args", {}),
+                                    "epochs": int(model.get("epochs", 10)), "data": spec.owner,
+                                    "seed": 10_000 + 100 * seed + index},
+                          version=_version(registry, "architecture", model["arch"]))
+                      for index in range(spec.references)]
+        for scheme in spec.schemes:
+            marked = add("embed", {"scheme": scheme.name, "options": scheme.options, "data": spec.owner, "seed": seed},
+                         (base,), _version(registry, "embedder", scheme.name))
+            coordinates = {"scheme": scheme.label, "seed": seed}
+            add("verify", {"data": spec.test, "alpha": spec.alpha}, (marked, marked),
+                row={**coordinates, "attack": "none", "role": "marked"})
+            for index, reference in enumerate(references):
+                add("verify", {"data": spec.test, "alpha": spec.alpha}, (marked, reference),
+                    row={**coordinates, "attack": "none", "role": f"reference {index}"})
+            for chain in spec.attacks:
+                victim = marked
+                for step in chain:
+                    victim = add("attack", {"attack": step.name, "options": step.options, "data": spec.attacker,
+                                            "seed": seed}, (victim,), _version(registry, "attack", step.name))
+                add("verify", {"data": spec.test, "alpha": spec.alpha}, (marked, victim),
+                    row={**coordinates, "attack": " → ".join(step.label for step in chain), "role": "attacked"})
+    return list(cells.values())
+
