@@ -124,3 +124,15 @@ def test_a_failing_cell_is_recorded_and_the_sweep_goes_on(cli, tmp_path):
     cells = {c["scheme"]: c for c in _matrix(cli, tmp_path / "s")["cells"]}
     assert cells["sign"]["n"] == 0 and "needs embed cell" in cells["sign"]["failed"][0]
     assert cells["lsb"]["claimed"] == 1
+
+
+def test_a_local_ray_with_two_cpus_gives_the_same_rows(cli, tmp_path):
+    if not os.environ.get("CI"):  # CI installs the ray extra; elsewhere it may be missing
+        pytest.importorskip("ray")
+    spec = _spec(tmp_path, "seeds = [0, 1]\nreferences = 1\n[model]\narch = 'mlp'\narch_args = { width = 32 }\n"
+                           "epochs = 5\n[data]\nowner = 'digits'\n[schemes.lsb]\nbits = 64\n"
+                           "[attacks.round]\ndigits = [1, 4]\n")
+    cli("evaluate", "--spec", spec, "--out", tmp_path / "local", "--quiet")
+    _, summary = _sweep(cli, "--spec", spec, "--out", tmp_path / "ray", "--backend", "ray", "--jobs", 2)
+    assert summary["failed"] == 0 and summary["computed"] == summary["cells"]
+    assert _matrix(cli, tmp_path / "ray") == _matrix(cli, tmp_path / "local")

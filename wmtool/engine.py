@@ -1,5 +1,6 @@
-"""Runs a sweep's cells: each after the cells it reads, skipping those the store has, in local worker
-processes (``jobs``), recording every finished cell — or its one-line error — as it comes."""
+"""Runs a sweep's cells: each after the cells it reads, skipping those the store has, recording every
+finished cell — or its one-line error — as it comes. Backends only decide where a cell runs: in this
+process (``jobs`` 1), in local worker processes, or as Ray tasks (a local Ray, or a cluster's)."""
 
 from __future__ import annotations
 
@@ -98,8 +99,59 @@ def _run_one(cell: Cell, inputs: list[dict[str, Any]], store_folder: str, device
             time.perf_counter() - start
 
 
+class LocalBackend:
+    """Cells in local worker processes."""
+
+    def __init__(self, jobs: int):
+        self.pool = ProcessPoolExecutor(max_workers=jobs)
+
+    def submit(self, *args: Any) -> Future:
+        return self.pool.submit(_run_one, *args)
+
+    def wait(self, running: list[Any]) -> list[Any]:
+        return list(wait(running, return_when=FIRST_COMPLETED)[0])
+
+    def result(self, handle: Future) -> tuple[str, dict[str, Any], str | None, float]:
+        return handle.result()
+
+    def close(self) -> None:
+        self.pool.shutdown(cancel_futures=True)
+
+
+class RayBackend:
+    """Cells as Ray tasks: ``ray.init()`` locally, or ``address`` for an existing cluster; each task asks
+    for its share of the CPUs and, when the cluster has GPUs and the device allows, of a GPU."""
+
+    def __init__(self, jobs: int, device: str, address: str | None):
+        try:
+            import ray
+        except ImportError:
+            raise UserError("--backend ray needs Ray: pip install 'wmtool[ray]'") from None
+        self.ray = ray
+        if not ray.is_initialized():
+            options: dict[str, Any] = {"address": address} if address else {"num_cpus": max(jobs, 1)}
+            ray.init(include_dashboard=False, log_to_driver=False, logging_level="ERROR", **options)
+        gpus = ray.cluster_resources().get("GPU", 0)
+        share = {"num_gpus": min(1.0, gpus / jobs)} if gpus and device != "cpu" else {}
+        self.task = ray.remote(_run_one).options(num_cpus=1, **share)  # a local Ray has ``jobs`` CPUs
+
+    def submit(self, *args: Any) -> Any:
+        return self.task.remote(*args)
+
+    def wait(self, running: list[Any]) -> list[Any]:
+        done, _ = self.ray.wait(running, num_returns=1)
+        return done
+
+    def result(self, handle: Any) -> tuple[str, dict[str, Any], str | None, float]:
+        return self.ray.get(handle)
+
+    def close(self) -> None:
+        self.ray.shutdown()
+
+
 def run_sweep(cells: list[Cell], store: Store, *, jobs: int = 1, device: str = "auto",
-              report: Report | None = None) -> dict[str, int]:
+              report: Report | None = None, backend: str = "local",
+              ray_address: str | None = None) -> dict[str, int]:
     """Compute every cell the store lacks; returns how many were computed, cached and failed."""
     known = store.finished()
     by_key = {cell.key: cell for cell in cells}
@@ -119,8 +171,14 @@ def run_sweep(cells: list[Cell], store: Store, *, jobs: int = 1, device: str = "
         if report:
             report(cell, status, result, error, False)
 
-    pool = ProcessPoolExecutor(max_workers=jobs) if jobs > 1 else None
-    running: dict[Future, Cell] = {}
+    if backend not in ("local", "ray"):
+        raise UserError(f"--backend must be local or ray, got {backend!r}")
+    pool: Any = None
+    if backend == "ray":
+        pool = RayBackend(jobs, device, ray_address)
+    elif jobs > 1:
+        pool = LocalBackend(jobs)
+    running: dict[Any, Cell] = {}
     try:
         while pending or running:
             for cell in list(pending):
@@ -137,14 +195,13 @@ def run_sweep(cells: list[Cell], store: Store, *, jobs: int = 1, device: str = "
                     if pool is None:
                         finish(cell, *_run_one(cell, inputs, str(store.folder), device, threads))
                     else:
-                        running[pool.submit(_run_one, cell, inputs, str(store.folder), device, threads)] = cell
+                        running[pool.submit(cell, inputs, str(store.folder), device, threads)] = cell
             if running:
-                done, _ = wait(list(running), return_when=FIRST_COMPLETED)
-                for future in done:
-                    finish(running.pop(future), *future.result())
+                for handle in pool.wait(list(running)):
+                    finish(running.pop(handle), *pool.result(handle))
             elif pending and not any(all(known.get(d, {}).get("status") == "ok" for d in c.deps) for c in pending):
                 raise UserError(f"{len(pending)} cells wait on cells that are not in the sweep")
     finally:
         if pool is not None:
-            pool.shutdown(cancel_futures=True)
+            pool.close()
     return counts

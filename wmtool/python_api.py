@@ -126,3 +126,19 @@ def verify(suspect: ModelLike, key: Key | str | Path, *, alpha: float = 0.01, te
         suspect = open_suspect(run, str(suspect), ModelSource(), key_card(owner_key))
     result, _ = verify_suspect(run, owner_key, suspect, alpha=alpha, test=test, queries=queries, given=options)
     return result
+
+
+def evaluate(spec: str | Path | dict[str, Any], *, out: str | Path = "wmtool-evaluate", jobs: int = 1,
+             device: str = "auto", backend: str = "local") -> dict[str, Any]:
+    """Run a sweep (a TOML spec file, or its dictionary) into the store ``out`` — resuming whatever it
+    holds — and return its matrix (see docs/evaluate.md)."""
+    from wmtool.engine import run_sweep
+    from wmtool.report import matrix
+    from wmtool.store import Store
+    from wmtool.sweep import plan, read_spec, spec_from
+
+    registry = _run(device, 0).registry
+    parsed = spec_from(spec, registry) if isinstance(spec, dict) else read_spec(spec, registry)
+    store = Store(out)
+    run_sweep(plan(parsed, registry), store, jobs=jobs, device=device, backend=backend)
+    return matrix(store.verify_rows())

@@ -43,7 +43,10 @@ def evaluate(
     spec_file: Annotated[Path | None, typer.Option("--spec", help="A sweep spec (TOML; docs/evaluate.md).")] = None,
     out: Annotated[Path, typer.Option("--out", help="The store: results.sqlite and the cells' models.")] = Path(
         "wmtool-evaluate"),
-    jobs: Annotated[int, typer.Option("--jobs", help="Cells computed at once, in local processes.")] = 1,
+    jobs: Annotated[int, typer.Option("--jobs", help="Cells computed at once (local processes, or Ray tasks).")] = 1,
+    backend: Annotated[str, typer.Option("--backend", help="local | ray (pip install 'wmtool[ray]').")] = "local",
+    ray_address: Annotated[str | None, typer.Option("--ray-address", help=(
+        "With --backend ray: an existing cluster's address (default: start a local Ray).")) ] = None,
     model: Annotated[str | None, typer.Option("--model", help="Without --spec: the model to mark.")] = None,
     arch: Annotated[str | None, typer.Option("--arch", help="Without --spec: train this architecture.")] = None,
     epochs: Annotated[int, typer.Option("--epochs", help="Without --spec: epochs of clean training.")] = 10,
@@ -67,6 +70,8 @@ def evaluate(
 
     if jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {jobs}")
+    if backend not in ("local", "ray"):
+        raise UserError(f"--backend must be local or ray, got {backend!r}")
     registry = run.registry
     spec = read_spec(spec_file, registry) if spec_file else spec_from(
         _spec_from_flags(model, arch, epochs, data, attacker, test, schemes, attacks, seeds, references), registry,
@@ -75,7 +80,8 @@ def evaluate(
     store = Store(out)
     progress = _Progress(len(cells), enabled=not (run.json or run.quiet) and sys.stderr.isatty(), lines=run.json)
     with progress:
-        counts = run_sweep(cells, store, jobs=jobs, device=run.device, report=progress.report)
+        counts = run_sweep(cells, store, jobs=jobs, device=run.device, report=progress.report, backend=backend,
+                           ray_address=ray_address)
     found = matrix(store.verify_rows())
     payload = {"store": str(out), "cells": len(cells), **counts, "matrix": found}
     if run.json:
