@@ -29,16 +29,19 @@ TOP_LEVEL = {"model", "data", "schemes", "attacks", "chains", "seeds", "referenc
 
 @dataclass(frozen=True)
 class Variant:
-    """One scheme or attack with one point of its option grid; ``axis`` names the option that varies."""
+    """One scheme or attack (``name``: the plugin; ``entry``: the spec's name for it) with one point of its
+    option grid; ``axis`` names the option that varies."""
 
     name: str
     options: dict[str, Any]
     axis: str | None = None
+    entry: str = ""
 
     @property
     def label(self) -> str:
-        """``prune`` or ``prune rate=0.2``."""
-        return self.name if self.axis is None else f"{self.name} {self.axis}={self.options[self.axis]}"
+        """``prune``, ``baseline`` or ``prune rate=0.2``."""
+        base = self.entry or self.name
+        return base if self.axis is None else f"{base} {self.axis}={self.options[self.axis]}"
 
 
 @dataclass
@@ -96,21 +99,23 @@ def _seeds(raw: Any, where: str) -> list[int]:
     raise UserError(f"{where}: seeds must be integers, a list of them or a range like \"0-4\", got {raw!r}")
 
 
-def _variants(kind: str, name: str, raw: Any, registry: Registry, where: str) -> list[Variant]:
-    """Every point of one plugin's option grid, each validated by the plugin's declared options."""
-    plugin = registry.get("embedder" if kind == "schemes" else "attack", name)
+def _variants(kind: str, entry: str, raw: Any, registry: Registry, where: str) -> list[Variant]:
+    """Every point of one spec entry's option grid, each validated by its plugin's declared options (the
+    plugin is the entry's name, or its ``plugin`` field)."""
     if not isinstance(raw, dict):
-        raise UserError(f"{where}: [{kind}.{name}] must be a table of options")
+        raise UserError(f"{where}: [{kind}.{entry}] must be a table of options")
+    name = str(raw.get("plugin", entry))
+    plugin = registry.get("embedder" if kind == "schemes" else "attack", name)
     axes = [key for key, value in raw.items() if isinstance(value, list)]
     if len(axes) > 1:
-        raise UserError(f"{where}: [{kind}.{name}] varies {', '.join(axes)}: one grid axis per entry (list another "
+        raise UserError(f"{where}: [{kind}.{entry}] varies {', '.join(axes)}: one grid axis per entry (list another "
                         "entry under a new name with `plugin = ...` for a second)")
     fixed = {key: value for key, value in raw.items() if key not in axes and key != "plugin"}
     points = [{**fixed, axes[0]: value} for value in raw[axes[0]]] if axes else [fixed]
     variants = []
     for point in points:
-        options = resolve(plugin.options, point, f"{where}: [{kind}.{name}]")
-        variants.append(Variant(plugin.name, {k: options[k] for k in point}, axes[0] if axes else None))
+        options = resolve(plugin.options, point, f"{where}: [{kind}.{entry}]")
+        variants.append(Variant(plugin.name, {k: options[k] for k in point}, axes[0] if axes else None, entry))
     return variants
 
 
@@ -131,12 +136,8 @@ def spec_from(raw: dict[str, Any], registry: Registry, where: str = "spec") -> S
     schemes_raw, attacks_raw = raw.get("schemes") or {}, raw.get("attacks") or {}
     if not schemes_raw:
         raise UserError(f"{where}: [schemes] names no scheme")
-    schemes = [v for name, options in schemes_raw.items()
-               for v in _variants("schemes", str(options.get("plugin", name)) if isinstance(options, dict) else name,
-                                  options, registry, where)]
-    attacks = [[v] for name, options in attacks_raw.items()
-               for v in _variants("attacks", str(options.get("plugin", name)) if isinstance(options, dict) else name,
-                                  options, registry, where)]
+    schemes = [v for name, options in schemes_raw.items() for v in _variants("schemes", name, options, registry, where)]
+    attacks = [[v] for name, options in attacks_raw.items() for v in _variants("attacks", name, options, registry, where)]
     for index, chain in enumerate(raw.get("chains") or []):
         steps = chain.get("steps") if isinstance(chain, dict) else None
         if not isinstance(steps, list) or len(steps) < 2:
