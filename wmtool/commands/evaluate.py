@@ -44,7 +44,8 @@ def evaluate(
     out: Annotated[Path, typer.Option("--out", help="The store: results.sqlite and the cells' models.")] = Path(
         "wmtool-evaluate"),
     jobs: Annotated[int, typer.Option("--jobs", help="Cells computed at once (local processes, or Ray tasks).")] = 1,
-    backend: Annotated[str, typer.Option("--backend", help="local | ray (pip install 'wmtool[ray]').")] = "local",
+    backend: Annotated[str, typer.Option("--backend", help=(
+        "local, or ray: cells as Ray tasks (needs the ray extra of wmtool)."))] = "local",
     ray_address: Annotated[str | None, typer.Option("--ray-address", help=(
         "With --backend ray: an existing cluster's address (default: start a local Ray).")) ] = None,
     model: Annotated[str | None, typer.Option("--model", help="Without --spec: the model to mark.")] = None,
