@@ -95,7 +95,8 @@ def inspect(
             prep = card["preprocessing"]
             out.print(f"architecture {card['arch']} {card['arch_args'] or ''}; input {tuple(card['input_shape'])}; "
                       f"{card['num_classes']} classes {card['classes'] or ''}")
-            out.print(f"preprocessing: range {prep['input_range']:g}, mean {prep['mean']}, std {prep['std']}, "
+            resize = f"resize to {prep['size'][0]}×{prep['size'][1]} ({prep['resample']}), " if prep.get("size") else ""
+            out.print(f"preprocessing: {resize}range {prep['input_range']:g}, mean {prep['mean']}, std {prep['std']}, "
                       f"{prep['layout']}")
         if check:
             out.print(f"with --arch {check['arch']}: all tensors fit, {check['parameters']:,} parameters; forward "
