@@ -32,7 +32,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
-RUNS = ROOT / "benchmarks" / "runs" / "black-box"
+RUNS = ROOT / "benchmarks" / "runs" / "black-box" / "files"  # git-ignored, as every runs/*/*/
 CANVAS = SHARED / "models" / "mnist-canvas-cnn.onnx"
 MNIST = SHARED / "data" / "mnist"
 CANVAS_FLAGS = ("--input-range", "255", "--mean", str(0.1307 * 255), "--std", str(0.3081 * 255))
