@@ -225,3 +225,15 @@ def test_another_channel_count_is_one_line(cli, folders):
     refused = cli("accuracy", folders["rgb"], "--data", "digits", expect=2)
     assert refused.stderr.strip() == ("error: " + str(folders["rgb"]) + " expects inputs of shape (3, 8, 8) (it "
                                       "resizes images, but not their channel count), digits:test has (1, 8, 8)")
+
+
+@pytest.mark.parametrize("name", ["resnet", "convnext"])
+def test_convolutional_folders_are_marked_into_folders_too(cli, folders, tmp_path, name):
+    """lsb writes its bits into the weights' lowest mantissa bits: claimed only if the folder written back
+    holds the marked weights bit for bit."""
+    marked, key = tmp_path / "marked", tmp_path / "key.json"
+    cli("embed", "--scheme", "lsb", folders[name], "--data", "digits", "-o", marked, "--key-out", key, "--bits", 256)
+    reloaded = transformers.AutoModelForImageClassification.from_pretrained(str(marked), local_files_only=True)
+    assert type(reloaded).__name__ == json.loads((folders[name] / "config.json").read_text())["architectures"][0]
+    assert cli.json("verify", "--key", key, marked)["claimed"]
+    assert not cli.json("verify", "--key", key, folders[name], expect=1)["claimed"]
