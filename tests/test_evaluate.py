@@ -136,3 +136,18 @@ def test_a_local_ray_with_two_cpus_gives_the_same_rows(cli, tmp_path):
     _, summary = _sweep(cli, "--spec", spec, "--out", tmp_path / "ray", "--backend", "ray", "--jobs", 2)
     assert summary["failed"] == 0 and summary["computed"] == summary["cells"]
     assert _matrix(cli, tmp_path / "ray") == _matrix(cli, tmp_path / "local")
+
+
+def test_schemes_can_train_their_marked_model_from_scratch(cli, tmp_path):
+    spec = _spec(tmp_path, "references = 1\n[model]\narch = 'mlp'\narch_args = { width = 32 }\nepochs = 3\n"
+                           "embed_into = 'scratch'\n[data]\nowner = 'digits'\n[schemes.backdoor]\nclean_epochs = 40\n"
+                           "epochs = 5\nbatch_size = 32\n")
+    finished, summary = _sweep(cli, "--spec", spec, "--out", tmp_path / "s")
+    kinds = sorted(line["kind"] for line in finished)
+    assert kinds == ["embed", "train", "verify", "verify"]  # the reference trains; the victim is the embedding
+    cells = {c["attack"]: c for c in _matrix(cli, tmp_path / "s")["cells"]}
+    assert cells["none"]["claimed"] == 1 and cells["none"]["accuracy"]["mean"] > 0.8
+    refused = cli("evaluate", "--spec", _spec(tmp_path, "[model]\npath = 'm.safetensors'\nembed_into = 'scratch'\n"
+                                                        "[data]\nowner = 'digits'\n[schemes.backdoor]\n"),
+                  "--out", tmp_path / "t", expect=2)
+    assert "embed_into = \"scratch\" needs arch" in refused.stderr

@@ -37,8 +37,8 @@ def execute(cell: Cell, inputs: list[dict[str, Any]], store_folder: str, device:
     from wmtool.data import load_dataset
     from wmtool.models import ModelSource
     from wmtool.run import Run
-    from wmtool.workflows import (attack_model, data_card, embed_watermark, key_card, make_key, open_model,
-                                  open_suspect, test_accuracy, train_model, verify_suspect)
+    from wmtool.workflows import (attack_model, data_card, embed_watermark, key_card, make_key, new_model,
+                                  open_model, open_suspect, test_accuracy, train_model, verify_suspect)
 
     if threads and cell.kind != "verify":
         import torch
@@ -59,8 +59,11 @@ def execute(cell: Cell, inputs: list[dict[str, Any]], store_folder: str, device:
         from wmtool.models import file_sha256
 
         data = load_dataset(p["data"], "train", seed=run.seed)
-        model = open_model(run, inputs[0]["model"], ModelSource(), data_card(data)).train()
-        outcome = embed_watermark(run, p["scheme"], dict(p["options"]), data, model, pretrained=True)
+        if "arch" in p:  # the scheme trains its marked model from scratch
+            model = new_model(run, p["arch"], dict(p["arch_args"]), data)
+        else:
+            model = open_model(run, inputs[0]["model"], ModelSource(), data_card(data)).train()
+        outcome = embed_watermark(run, p["scheme"], dict(p["options"]), data, model, pretrained="arch" not in p)
         path = _save(outcome.model, folder, run.registry)
         key = make_key(run, p["scheme"], outcome, file_sha256(path))
         save_key(key, folder / "key.json", force=True)

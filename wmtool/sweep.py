@@ -130,6 +130,11 @@ def spec_from(raw: dict[str, Any], registry: Registry, where: str = "spec") -> S
                         "scratch)")
     if "arch" in model and "path" not in model:
         registry.get("architecture", model["arch"])
+    if model.get("embed_into", "trained") not in ("trained", "scratch"):
+        raise UserError(f"{where}: [model] embed_into must be \"trained\" (schemes mark the trained victim) or "
+                        f"\"scratch\" (schemes train their marked model from scratch), got {model['embed_into']!r}")
+    if model.get("embed_into") == "scratch" and "arch" not in model:
+        raise UserError(f"{where}: [model] embed_into = \"scratch\" needs arch")
     data = raw.get("data") or {}
     if not isinstance(data, dict) or "owner" not in data:
         raise UserError(f"{where}: [data] needs owner = \"dataset\" (attacker and test default to it)")
@@ -183,6 +188,8 @@ def plan(spec: Spec, registry: Registry) -> list[Cell]:
     for seed in spec.seeds:
         if "path" in model:
             base = add("open", {"path": str(Path(model["path"]).resolve())})
+        elif model.get("embed_into") == "scratch":
+            base = ""  # no clean victim: every scheme trains its own marked model
         else:
             base = add("train", {"arch": model["arch"], "arch_args": model.get("arch_args", {}),
                                  "epochs": int(model.get("epochs", 10)), "data": spec.owner, "seed": seed},
@@ -192,9 +199,11 @@ def plan(spec: Spec, registry: Registry) -> list[Cell]:
                                     "seed": 10_000 + 100 * seed + index},
                           version=_version(registry, "architecture", model["arch"]))
                       for index in range(spec.references)]
+        scratch = model.get("embed_into") == "scratch"
         for scheme in spec.schemes:
-            marked = add("embed", {"scheme": scheme.name, "options": scheme.options, "data": spec.owner, "seed": seed},
-                         (base,), _version(registry, "embedder", scheme.name))
+            source = {"arch": model["arch"], "arch_args": model.get("arch_args", {})} if scratch else {}
+            marked = add("embed", {"scheme": scheme.name, "options": scheme.options, "data": spec.owner, "seed": seed,
+                                   **source}, () if scratch else (base,), _version(registry, "embedder", scheme.name))
             coordinates = {"scheme": scheme.label, "seed": seed}
             add("verify", {"data": spec.test, "alpha": spec.alpha}, (marked, marked),
                 row={**coordinates, "attack": "none", "role": "marked"})
