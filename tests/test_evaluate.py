@@ -74,7 +74,9 @@ def test_smoke_sweep_report_formats_and_plots(cli, tmp_path):
     markdown = cli("evaluate", "report", store, "--format", "markdown").stdout
     assert markdown.startswith("| scheme | none | finetune epochs=1 |") and "claimed 3/3" in markdown
     plotted = cli.json("evaluate", "report", store, "--plot", tmp_path / "plots")["plots"]
-    assert {Path(p).name for p in plotted} >= {"strength-prune-rate.png", "accuracy-vs-watermark.png"}
+    assert {Path(p).name for p in plotted} >= {"strength-prune-rate.png", "accuracy-vs-watermark.png",
+                                               "queries-needed.png"}
+    assert [needed < 20 for _, needed in cells[("backdoor", "none")]["queries_needed"]] == [True] * 3
     assert all(Path(p).read_bytes()[:4] == b"\x89PNG" for p in plotted)
 
 
