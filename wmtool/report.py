@@ -185,11 +185,7 @@ def plots(found: dict[str, Any], folder: Path) -> list[Path]:
             axis.set_title(f"{title} after {attack.split(' ')[0]}")
             axis.set_ylim(-0.02, 1.02)
             axis.legend()
-        path = folder / f"strength-{attack.replace(' ', '-')}.png"
-        figure.tight_layout()
-        figure.savefig(path, dpi=110)
-        plt.close(figure)
-        written.append(path)
+        written.append(_save(figure, folder / f"strength-{attack.replace(' ', '-')}.png"))
     figure, axis = plt.subplots(figsize=(6, 5))
     for scheme in sorted({c["scheme"] for c in found["cells"]}):
         points = [c for c in found["cells"] if c["scheme"] == scheme and c["accuracy"]["mean"] is not None]
@@ -199,10 +195,7 @@ def plots(found: dict[str, Any], folder: Path) -> list[Path]:
     axis.set_ylabel("watermark success after the attack")
     axis.set_title("every attack: what the thief keeps vs what the owner keeps")
     axis.legend()
-    pareto = folder / "accuracy-vs-watermark.png"
-    figure.tight_layout()
-    figure.savefig(pareto, dpi=110)
-    plt.close(figure)
+    pareto = _save(figure, folder / "accuracy-vs-watermark.png")
     figure, axis = plt.subplots(figsize=(6, 5))  # EWE's Figure 4: queries a claim needs at a success rate
     for scheme in sorted({c["scheme"] for c in found["cells"]}):
         points = [(rate, needed) for c in found["cells"] if c["scheme"] == scheme for rate, needed in c["queries_needed"]]
@@ -212,8 +205,14 @@ def plots(found: dict[str, Any], folder: Path) -> list[Path]:
     axis.set_ylabel("queries a claim needs (each seed)")
     axis.set_title("queries needed for a claim at the sweep's alpha")
     axis.legend()
-    queries = folder / "queries-needed.png"
+    return [*written, pareto, _save(figure, folder / "queries-needed.png")]
+
+
+def _save(figure: Any, path: Path) -> Path:
+    """Write a figure as a PNG and free it."""
+    import matplotlib.pyplot as plt
+
     figure.tight_layout()
-    figure.savefig(queries, dpi=110)
+    figure.savefig(path, dpi=110)
     plt.close(figure)
-    return [*written, pareto, queries]
+    return path
