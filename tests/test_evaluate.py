@@ -37,6 +37,8 @@ def _spec(tmp_path: Path, text: str) -> Path:
     ("[model]\narch = 'mlp'\n[data]\nowner = 'digits'\n", "[schemes] names no scheme"),
     ("seeds = '4-x'\n[model]\narch = 'mlp'\n[data]\nowner = 'digits'\n[schemes.backdoor]\n", "seeds"),
     ("[model]\narch = 'mlp'\n[data]\nowner = 'digits'\n[schemes.nothing]\n", "unknown embedder 'nothing'"),
+    ("[model]\narch = 'mlp'\n[data]\nowner = 'digits'\nattacker = 'nowhere.npz'\n[schemes.backdoor]\n",
+     "[data] attacker = 'nowhere.npz': no such dataset"),
 ])
 def test_a_bad_spec_fails_before_any_training_naming_the_field(cli, tmp_path, text, message):
     refused = cli("evaluate", "--spec", _spec(tmp_path, text), "--out", tmp_path / "store", expect=2)

@@ -159,6 +159,11 @@ def spec_from(raw: dict[str, Any], registry: Registry, where: str = "spec") -> S
     if references and "arch" not in model:
         raise UserError(f"{where}: references (clean models for the false-claim column) need [model] arch")
     owner = str(data["owner"])
+    for field_name in ("owner", "attacker", "test"):
+        source = str(data.get(field_name, owner))
+        if source != "digits" and not Path(source).exists():
+            raise UserError(f"{where}: [data] {field_name} = {source!r}: no such dataset (digits, an IDX folder, a .npz "
+                            "or an image folder)")
     return Spec(model, owner, str(data.get("attacker", owner)), str(data.get("test", owner)), schemes, attacks,
                 _seeds(raw.get("seeds", [0]), where), references, alpha)
 
