@@ -39,6 +39,8 @@ def _spec(tmp_path: Path, text: str) -> Path:
     ("[model]\narch = 'mlp'\n[data]\nowner = 'digits'\n[schemes.nothing]\n", "unknown embedder 'nothing'"),
     ("[model]\narch = 'mlp'\n[data]\nowner = 'digits'\nattacker = 'nowhere.npz'\n[schemes.backdoor]\n",
      "[data] attacker = 'nowhere.npz': no such dataset"),
+    ("[model]\narch = 'mlp'\n[data]\nowner = 'digits'\nowner_share = 1.5\n[schemes.backdoor]\n",
+     "[data] owner_share must lie in (0, 1], got 1.5"),
 ])
 def test_a_bad_spec_fails_before_any_training_naming_the_field(cli, tmp_path, text, message):
     refused = cli("evaluate", "--spec", _spec(tmp_path, text), "--out", tmp_path / "store", expect=2)

@@ -50,7 +50,7 @@ def execute(cell: Cell, inputs: list[dict[str, Any]], store_folder: str, device:
     if cell.kind == "open":
         return {"model": p["path"]}
     if cell.kind == "train":
-        data = load_dataset(p["data"], "train", seed=run.seed)
+        data = _owner_data(p, run.seed)
         trained = train_model(run, p["arch"], dict(p["arch_args"]), data, epochs=p["epochs"], batch_size=64, lr=1e-3,
                               optimizer="adam", validation=0.0)
         return {"model": _save(trained.model, folder, run.registry)}
@@ -58,7 +58,7 @@ def execute(cell: Cell, inputs: list[dict[str, Any]], store_folder: str, device:
         from wmtool.keys import save_key
         from wmtool.models import file_sha256
 
-        data = load_dataset(p["data"], "train", seed=run.seed)
+        data = _owner_data(p, run.seed)
         if "arch" in p:  # the scheme trains its marked model from scratch
             model = new_model(run, p["arch"], dict(p["arch_args"]), data)
         else:
@@ -86,6 +86,14 @@ def execute(cell: Cell, inputs: list[dict[str, Any]], store_folder: str, device:
                 "queries": result.queries,
                 "queries_needed": queries_needed(result.success_rate, result.null_rate, alpha=p["alpha"])}
     raise UserError(f"unknown cell kind {cell.kind!r}")
+
+
+def _owner_data(params: dict[str, Any], seed: int) -> Any:
+    """The owner's training data: the split, or the share of it this seed draws (as ``wmtool demo``)."""
+    from wmtool.data import load_dataset, split_validation
+
+    data = load_dataset(params["data"], "train", seed=seed)
+    return split_validation(data, 1 - params["share"], seed)[0] if "share" in params else data
 
 
 def _run_one(cell: Cell, inputs: list[dict[str, Any]], store_folder: str, device: str, threads: int

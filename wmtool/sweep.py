@@ -58,6 +58,9 @@ class Spec:
     seeds: list[int]
     references: int = 2
     alpha: float = 0.01
+    owner_share: float = 1.0
+    """The share of the owner's training split the owner trains and embeds on (drawn by each seed, as
+    ``wmtool demo`` keeps 70% of digits for the owner); the attacker keeps its whole split."""
 
 
 @dataclass(frozen=True)
@@ -159,13 +162,16 @@ def spec_from(raw: dict[str, Any], registry: Registry, where: str = "spec") -> S
     if references and "arch" not in model:
         raise UserError(f"{where}: references (clean models for the false-claim column) need [model] arch")
     owner = str(data["owner"])
+    share = data.get("owner_share", 1.0)
+    if not isinstance(share, (int, float)) or not 0 < share <= 1:
+        raise UserError(f"{where}: [data] owner_share must lie in (0, 1], got {share!r}")
     for field_name in ("owner", "attacker", "test"):
         source = str(data.get(field_name, owner))
         if source != "digits" and not Path(source).exists():
             raise UserError(f"{where}: [data] {field_name} = {source!r}: no such dataset (digits, an IDX folder, a .npz "
                             "or an image folder)")
     return Spec(model, owner, str(data.get("attacker", owner)), str(data.get("test", owner)), schemes, attacks,
-                _seeds(raw.get("seeds", [0]), where), references, alpha)
+                _seeds(raw.get("seeds", [0]), where), references, alpha, float(share))
 
 
 def _key(kind: str, params: dict[str, Any], deps: tuple[str, ...], plugin_version: str = "") -> str:
@@ -190,6 +196,7 @@ def plan(spec: Spec, registry: Registry) -> list[Cell]:
         return key
 
     model = spec.model
+    owner = {"data": spec.owner, **({"share": spec.owner_share} if spec.owner_share < 1 else {})}
     for seed in spec.seeds:
         if "path" in model:
             base = add("open", {"path": str(Path(model["path"]).resolve())})
@@ -197,17 +204,17 @@ def plan(spec: Spec, registry: Registry) -> list[Cell]:
             base = ""  # no clean victim: every scheme trains its own marked model
         else:
             base = add("train", {"arch": model["arch"], "arch_args": model.get("arch_args", {}),
-                                 "epochs": int(model.get("epochs", 10)), "data": spec.owner, "seed": seed},
+                                 "epochs": int(model.get("epochs", 10)), **owner, "seed": seed},
                        version=_version(registry, "architecture", model["arch"]))
         references = [add("train", {"arch": model["arch"], "arch_args": model.get("arch_args", {}),
-                                    "epochs": int(model.get("epochs", 10)), "data": spec.owner,
+                                    "epochs": int(model.get("epochs", 10)), **owner,
                                     "seed": 10_000 + 100 * seed + index},
                           version=_version(registry, "architecture", model["arch"]))
                       for index in range(spec.references)]
         scratch = model.get("embed_into") == "scratch"
         for scheme in spec.schemes:
             source = {"arch": model["arch"], "arch_args": model.get("arch_args", {})} if scratch else {}
-            marked = add("embed", {"scheme": scheme.name, "options": scheme.options, "data": spec.owner, "seed": seed,
+            marked = add("embed", {"scheme": scheme.name, "options": scheme.options, **owner, "seed": seed,
                                    **source}, () if scratch else (base,), _version(registry, "embedder", scheme.name))
             coordinates = {"scheme": scheme.label, "seed": seed}
             add("verify", {"data": spec.test, "alpha": spec.alpha}, (marked, marked),
