@@ -157,3 +157,17 @@ def test_schemes_can_train_their_marked_model_from_scratch(cli, tmp_path):
                                                         "[data]\nowner = 'digits'\n[schemes.backdoor]\n"),
                   "--out", tmp_path / "t", expect=2)
     assert "embed_into = \"scratch\" needs arch" in refused.stderr
+
+
+def test_reference_models_of_other_architectures_join_the_false_claim_column(cli, tmp_path):
+    spec = _spec(tmp_path, "seeds = [0]\nreferences = 1\n[[reference_models]]\narch = 'mlp'\narch_args = { width = 16 }\n"
+                           "epochs = 2\ncount = 2\n[model]\narch = 'ewe-cnn'\nepochs = 3\n[data]\nowner = 'digits'\n"
+                           "[schemes.backdoor]\nepochs = 1\n")
+    finished, _ = _sweep(cli, "--spec", spec, "--out", tmp_path / "s")
+    trained = [line for line in finished if line["kind"] == "train"]
+    assert len(trained) == 1 + 1 + 2  # the victim, one reference like it, two of another architecture
+    assert _matrix(cli, tmp_path / "s")["false_claims"]["backdoor"]["n"] == 3
+    refused = cli("evaluate", "--spec", _spec(tmp_path, "[[reference_models]]\narch = 'mlp'\ncolour = 'red'\n"
+                                                        "[model]\narch = 'mlp'\n[data]\nowner = 'digits'\n"
+                                                        "[schemes.backdoor]\n"), "--out", tmp_path / "t", expect=2)
+    assert "reference_models[0] takes arch (required), arch_args, epochs and count" in refused.stderr

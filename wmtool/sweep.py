@@ -24,7 +24,7 @@ from wmtool.errors import UserError
 from wmtool.options import resolve
 from wmtool.registry import Registry
 
-TOP_LEVEL = {"model", "data", "schemes", "attacks", "chains", "seeds", "references", "alpha"}
+TOP_LEVEL = {"model", "data", "schemes", "attacks", "chains", "seeds", "references", "reference_models", "alpha"}
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,9 @@ class Spec:
     seeds: list[int]
     references: int = 2
     alpha: float = 0.01
+    reference_models: list[dict[str, Any]] = field(default_factory=list)
+    """Clean models of other architectures for the false-claim column: ``arch``, ``arch_args``, ``epochs``
+    and ``count`` (per seed) each."""
     owner_share: float = 1.0
     """The share of the owner's training split the owner trains and embeds on (drawn by each seed, as
     ``wmtool demo`` keeps 70% of digits for the owner); the attacker keeps its whole split."""
@@ -161,6 +164,15 @@ def spec_from(raw: dict[str, Any], registry: Registry, where: str = "spec") -> S
         raise UserError(f"{where}: references must be a non-negative integer, got {references!r}")
     if references and "arch" not in model:
         raise UserError(f"{where}: references (clean models for the false-claim column) need [model] arch")
+    others = raw.get("reference_models") or []
+    if not isinstance(others, list):
+        raise UserError(f"{where}: reference_models must be a list of tables ([[reference_models]])")
+    for index, other in enumerate(others):
+        if not isinstance(other, dict) or "arch" not in other or set(other) - {"arch", "arch_args", "epochs", "count"}:
+            raise UserError(f"{where}: reference_models[{index}] takes arch (required), arch_args, epochs and count")
+        registry.get("architecture", str(other["arch"]))
+        if not isinstance(other.get("count", 1), int) or other.get("count", 1) < 1:
+            raise UserError(f"{where}: reference_models[{index}].count must be a positive integer")
     owner = str(data["owner"])
     share = data.get("owner_share", 1.0)
     if not isinstance(share, (int, float)) or not 0 < share <= 1:
@@ -171,7 +183,8 @@ def spec_from(raw: dict[str, Any], registry: Registry, where: str = "spec") -> S
             raise UserError(f"{where}: [data] {field_name} = {source!r}: no such dataset (digits, an IDX folder, a .npz "
                             "or an image folder)")
     return Spec(model, owner, str(data.get("attacker", owner)), str(data.get("test", owner)), schemes, attacks,
-                _seeds(raw.get("seeds", [0]), where), references, alpha, float(share))
+                _seeds(raw.get("seeds", [0]), where), references, alpha, reference_models=list(others),
+                owner_share=float(share))
 
 
 def _key(kind: str, params: dict[str, Any], deps: tuple[str, ...], plugin_version: str = "") -> str:
@@ -211,6 +224,12 @@ def plan(spec: Spec, registry: Registry) -> list[Cell]:
                                     "seed": 10_000 + 100 * seed + index},
                           version=_version(registry, "architecture", model["arch"]))
                       for index in range(spec.references)]
+        for other in spec.reference_models:
+            for index in range(int(other.get("count", 1))):
+                references.append(add("train", {
+                    "arch": other["arch"], "arch_args": other.get("arch_args", {}),
+                    "epochs": int(other.get("epochs", model.get("epochs", 10))), **owner,
+                    "seed": 20_000 + 100 * seed + index}, version=_version(registry, "architecture", other["arch"])))
         scratch = model.get("embed_into") == "scratch"
         for scheme in spec.schemes:
             source = {"arch": model["arch"], "arch_args": model.get("arch_args", {})} if scratch else {}
