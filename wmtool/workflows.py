@@ -149,8 +149,7 @@ def check_regenerates(run: Run, key: Key) -> None:
     scheme = scheme_of(run, key)
     if scheme is None or scheme.regenerate is None:
         return
-    regenerate = scheme.regenerate
-    for name, expected in regenerate(key).items():
+    for name, expected in scheme.regenerate(key).items():
         if name not in key.arrays or not np.array_equal(key.arrays[name], expected):
             raise UserError(f"the key's {name!r} is not what its seed generates: a swapped or forged watermark "
                             "proves nothing; refusing")

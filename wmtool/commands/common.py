@@ -33,7 +33,6 @@ OutputOpt = Annotated[Path, typer.Option("--output", "-o", help=(
     "Output model; its suffix names the format (.safetensors, .onnx, ...)."))]
 
 
-
 @dataclass(frozen=True)
 class OptionGroup:
     """Options several commands share, declared once: the command receives them combined into one
