@@ -235,7 +235,11 @@ def work(config: tuple, device: str, limit: int = 0) -> str:
 
 def report() -> None:
     """Markdown table: mean ± std over seeds per configuration."""
-    from ewe_table1 import stat
+    import statistics
+
+    def stat(values: list[float]) -> str:
+        values = [100 * v for v in values]
+        return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}" if len(values) > 1 else f"{values[0]:.2f}"
 
     rows = [json.loads(p.read_text()) for p in sorted(RUNS.glob("*.json"))]
     keys = sorted({(r["dataset"], r["kappa"], r["init"], r["pointer"], r["scale"]) for r in rows})

@@ -16,13 +16,27 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from ewe_table1 import wmtool
-from ingrain_tables import RUNS, split_data
+from mnist_split import ROOT, split_data
+
+RUNS = ROOT / "benchmarks" / "runs" / "ingrain"
+
+
+def wmtool(*args: object) -> dict:
+    """Run one wmtool command with --json and return its report (exit 1 of verify is a result, not an error)."""
+    command = [sys.executable, "-m", "wmtool", *[str(a) for a in args], "--json"]
+    if args[0] != "verify":
+        command.append("--force")
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode not in (0, 1) or not done.stdout.strip():
+        raise RuntimeError(f"{' '.join(command)} failed: {done.stderr.strip()}")
+    return json.loads(done.stdout)
 
 
 def carriers_file(key: Path, folder: Path) -> Path:
@@ -85,7 +99,7 @@ def main() -> None:
     """Parse options; run what is missing, or print the report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--key", type=Path, default=RUNS / "models" / "P:ING(2)-e30.key.json",
-                        help="a P:ING key from ingrain_tables.py (its carriers and labels are used)")
+                        help="a P:ING key, e.g. a cell's key.json of benchmarks/specs/ingrain-tables-1-3.toml (its carriers and labels are used)")
     parser.add_argument("--ingrainer-epochs", type=int, default=200, help="(the plugin's default; the paper: 1,000)")
     parser.add_argument("--optimizer", default="adam", choices=("adam", "adadelta", "sgd"))
     parser.add_argument("--lr", type=float, default=1e-3)

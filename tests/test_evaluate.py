@@ -171,3 +171,24 @@ def test_reference_models_of_other_architectures_join_the_false_claim_column(cli
                                                         "[model]\narch = 'mlp'\n[data]\nowner = 'digits'\n"
                                                         "[schemes.backdoor]\n"), "--out", tmp_path / "t", expect=2)
     assert "reference_models[0] takes arch (required), arch_args, epochs and count" in refused.stderr
+
+
+def test_reference_models_given_as_files_open_with_the_source_fields_of_the_spec(cli, tmp_path, digits_models):
+    onnx_file = tmp_path / "clean.onnx"
+    cli("convert", digits_models["clean"], "-o", onnx_file)
+    spec = _spec(tmp_path, f"seeds = [0]\nreferences = 0\n[model]\npath = '{digits_models['clean']}'\n"
+                           f"[[reference_models]]\npath = '{onnx_file}'\n"
+                           f"[[reference_models]]\npath = '{onnx_file}'\nmean = [0.9]\nstd = 0.1\n"
+                           "[data]\nowner = 'digits'\n[schemes.backdoor]\nepochs = 1\n")
+    finished, _ = _sweep(cli, "--spec", spec, "--out", tmp_path / "s")
+    references = sorted((line for line in finished if line["kind"] == "verify" and line["role"].startswith("reference")),
+                        key=lambda line: line["accuracy"])
+    assert len(references) == 2
+    # the same clean file, opened as it states and normalised as the spec says (mean 0.9, std 0.1)
+    assert references[1]["accuracy"] > 0.85 and references[0]["accuracy"] < references[1]["accuracy"] - 0.2
+    assert _matrix(cli, tmp_path / "s")["false_claims"]["backdoor"] == {**_matrix(cli, tmp_path / "s")[
+        "false_claims"]["backdoor"], "n": 2, "claimed": 0}
+    refused = cli("evaluate", "--spec", _spec(tmp_path, f"[[reference_models]]\npath = '{onnx_file}'\ncount = 2\n"
+                                                        "[model]\narch = 'mlp'\n[data]\nowner = 'digits'\n"
+                                                        "[schemes.backdoor]\n"), "--out", tmp_path / "t", expect=2)
+    assert "reference_models[0] with path takes arch, arch_args, input_range, mean, std, layout" in refused.stderr

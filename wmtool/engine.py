@@ -35,7 +35,6 @@ def _save(model: Any, folder: Path, registry: Any) -> str:
 def execute(cell: Cell, inputs: list[dict[str, Any]], store_folder: str, device: str, threads: int) -> dict[str, Any]:
     """Compute one cell from its inputs' results (in a worker process or in this one)."""
     from wmtool.data import load_dataset
-    from wmtool.models import ModelSource
     from wmtool.run import Run
     from wmtool.workflows import (attack_model, data_card, embed_watermark, key_card, make_key, new_model,
                                   open_model, open_suspect, test_accuracy, train_model, verify_suspect)
@@ -48,7 +47,7 @@ def execute(cell: Cell, inputs: list[dict[str, Any]], store_folder: str, device:
     run = Run(quiet=True, device=device, seed=int(p.get("seed", 0)))
     folder = Store(store_folder).files(cell.key)
     if cell.kind == "open":
-        return {"model": p["path"]}
+        return {"model": p["path"], "source": p.get("source", {})}
     if cell.kind == "train":
         data = _owner_data(p, run.seed)
         trained = train_model(run, p["arch"], dict(p["arch_args"]), data, epochs=p["epochs"], batch_size=64, lr=1e-3,
@@ -62,7 +61,7 @@ def execute(cell: Cell, inputs: list[dict[str, Any]], store_folder: str, device:
         if "arch" in p:  # the scheme trains its marked model from scratch
             model = new_model(run, p["arch"], dict(p["arch_args"]), data)
         else:
-            model = open_model(run, inputs[0]["model"], ModelSource(), data_card(data)).train()
+            model = open_model(run, inputs[0]["model"], _source(inputs[0]), data_card(data)).train()
         outcome = embed_watermark(run, p["scheme"], dict(p["options"]), data, model, pretrained="arch" not in p)
         path = _save(outcome.model, folder, run.registry)
         key = make_key(run, p["scheme"], outcome, file_sha256(path))
@@ -71,7 +70,8 @@ def execute(cell: Cell, inputs: list[dict[str, Any]], store_folder: str, device:
     if cell.kind == "attack":
         data = load_dataset(p["data"], "train", seed=run.seed)
         white_box = run.registry.get("attack", p["attack"]).white_box
-        victim = (open_model if white_box else open_suspect)(run, inputs[0]["model"], ModelSource(), data_card(data))
+        victim = (open_model if white_box else open_suspect)(run, inputs[0]["model"], _source(inputs[0]),
+                                                             data_card(data))
         outcome, _, _ = attack_model(run, p["attack"], dict(p["options"]), victim, data)
         return {"model": _save(outcome.model, folder, run.registry), "queries": outcome.queries}
     if cell.kind == "verify":
@@ -79,13 +79,26 @@ def execute(cell: Cell, inputs: list[dict[str, Any]], store_folder: str, device:
         from wmtool.stats import queries_needed
 
         key = load_key(inputs[0]["key"])
-        suspect = open_suspect(run, inputs[1]["model"], ModelSource(), key_card(key))
+        suspect = open_suspect(run, inputs[1]["model"], _source(inputs[1]), key_card(key))
         result, _ = verify_suspect(run, key, suspect, alpha=p["alpha"], test="binomial", queries=None)
         return {"accuracy": test_accuracy(suspect, p["data"], run), "success_rate": result.success_rate,
                 "null_rate": result.null_rate, "p_value": result.p_value, "claimed": result.claimed,
                 "queries": result.queries,
                 "queries_needed": queries_needed(result.success_rate, result.null_rate, alpha=p["alpha"])}
     raise UserError(f"unknown cell kind {cell.kind!r}")
+
+
+def _source(result: dict[str, Any]) -> Any:
+    """How to open a cell's model: what an ``open`` cell's spec states (arch, preprocessing), else nothing."""
+    from wmtool.models import ModelSource
+    from wmtool.preprocessing import Preprocessing
+
+    given = result.get("source") or {}
+    numbers = {k: tuple(v) if isinstance(v, list) else (v,) for k, v in given.items() if k in ("mean", "std")}
+    preprocessing = Preprocessing(float(given.get("input_range", 1.0)), numbers.get("mean"), numbers.get("std"),
+                                  str(given.get("layout", "NCHW")).upper()) \
+        if {"input_range", "mean", "std", "layout"} & set(given) else None
+    return ModelSource(given.get("arch"), dict(given.get("arch_args", {})), preprocessing)
 
 
 def _owner_data(params: dict[str, Any], seed: int) -> Any:

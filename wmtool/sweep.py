@@ -24,6 +24,8 @@ from wmtool.errors import UserError
 from wmtool.options import resolve
 from wmtool.registry import Registry
 
+SOURCE_FIELDS = ("arch", "arch_args", "input_range", "mean", "std", "layout")
+"""How to open a model file that states too little (as the command line's source options)."""
 TOP_LEVEL = {"model", "data", "schemes", "attacks", "chains", "seeds", "references", "reference_models", "alpha"}
 
 
@@ -168,8 +170,15 @@ def spec_from(raw: dict[str, Any], registry: Registry, where: str = "spec") -> S
     if not isinstance(others, list):
         raise UserError(f"{where}: reference_models must be a list of tables ([[reference_models]])")
     for index, other in enumerate(others):
+        if isinstance(other, dict) and "path" in other:
+            if set(other) - {"path", *SOURCE_FIELDS}:
+                raise UserError(f"{where}: reference_models[{index}] with path takes {', '.join(SOURCE_FIELDS)}")
+            if not Path(str(other["path"])).exists():
+                raise UserError(f"{where}: reference_models[{index}].path = {other['path']!r}: no such model")
+            continue
         if not isinstance(other, dict) or "arch" not in other or set(other) - {"arch", "arch_args", "epochs", "count"}:
-            raise UserError(f"{where}: reference_models[{index}] takes arch (required), arch_args, epochs and count")
+            raise UserError(f"{where}: reference_models[{index}] takes arch (required), arch_args, epochs and count, "
+                            "or path (a clean model file or folder) with its source fields")
         registry.get("architecture", str(other["arch"]))
         if not isinstance(other.get("count", 1), int) or other.get("count", 1) < 1:
             raise UserError(f"{where}: reference_models[{index}].count must be a positive integer")
@@ -212,7 +221,8 @@ def plan(spec: Spec, registry: Registry) -> list[Cell]:
     owner = {"data": spec.owner, **({"share": spec.owner_share} if spec.owner_share < 1 else {})}
     for seed in spec.seeds:
         if "path" in model:
-            base = add("open", {"path": str(Path(model["path"]).resolve())})
+            base = add("open", {"path": str(Path(model["path"]).resolve()),
+                                "source": {k: model[k] for k in SOURCE_FIELDS if k in model}})
         elif model.get("embed_into") == "scratch":
             base = ""  # no clean victim: every scheme trains its own marked model
         else:
@@ -225,6 +235,10 @@ def plan(spec: Spec, registry: Registry) -> list[Cell]:
                           version=_version(registry, "architecture", model["arch"]))
                       for index in range(spec.references)]
         for other in spec.reference_models:
+            if "path" in other:
+                references.append(add("open", {"path": str(Path(other["path"]).resolve()),
+                                               "source": {k: v for k, v in other.items() if k != "path"}}))
+                continue
             for index in range(int(other.get("count", 1))):
                 references.append(add("train", {
                     "arch": other["arch"], "arch_args": other.get("arch_args", {}),
