@@ -14,15 +14,29 @@ from __future__ import annotations
 
 import numpy as np
 
-from wmtool.api import Evidence, Option, UserError, Verifier, VerifyJob, find_tensor, hookimpl, parameter_arrays
+from wmtool.api import (Evidence, Option, UserError, Verifier, VerifyJob, align, find_tensor, hookimpl, parameter_arrays,
+                        unit_activations)
 
 WMTOOL_API_VERSION = 1
 
 
+def carrier(job: VerifyJob) -> tuple[np.ndarray, dict]:
+    """The key's tensor read from the suspect: as it stands, or — when the key has anchors and the suspect
+    runs in torch — with its units first aligned to the marked model's (undoing permutations, rescalings
+    through ReLUs and dummy units; wmtool.alignment)."""
+    params = job.key.params
+    arrays = parameter_arrays(job.suspect)
+    if "anchor_in" in job.key.arrays and hasattr(job.suspect, "net") and params["tensor"] in arrays:
+        suspect_in, suspect_out = unit_activations(job.suspect, params["tensor"], params["anchor_seed"])
+        weight, moved = align(arrays[params["tensor"]].astype(np.float32), suspect_in, suspect_out,
+                              job.key.array("anchor_in"), job.key.array("anchor_out"))
+        return weight, {"aligned": True, **moved}
+    return find_tensor(arrays, params["tensor"], tuple(params["shape"])), {"aligned": False}
+
+
 def verify(job: VerifyJob) -> Evidence:
     """Count the suspect's parameter bits that match the key's."""
-    params = job.key.params
-    weight = find_tensor(parameter_arrays(job.suspect), params["tensor"], tuple(params["shape"]))
+    weight, alignment = carrier(job)
     expected = job.key.array("bits")
     if job.scheme is None or job.scheme.decode is None:
         raise UserError(f"the key's scheme {job.key.scheme!r} is not installed here, or reads no bits back")
@@ -32,7 +46,7 @@ def verify(job: VerifyJob) -> Evidence:
     matches = int(np.sum(found == expected))
     accuracy = matches / len(expected)
     return Evidence(matches, len(expected), 0.5, {"bit_accuracy": accuracy,
-                                                   "normalised": max((accuracy - 0.5) / 0.5, 0.0)},
+                                                   "normalised": max((accuracy - 0.5) / 0.5, 0.0), **alignment},
                     min_success_rate=job.params["min_accuracy"])
 
 

@@ -39,7 +39,7 @@ from wmtool.stats import clopper_pearson_upper
 
 KEY_FORMAT = "wmtool-key"
 KEY_VERSION = 1
-ALLOWED_DTYPES = ("uint8", "int64", "int32", "float32", "float64", "bool")
+ALLOWED_DTYPES = ("uint8", "int64", "int32", "float16", "float32", "float64", "bool")
 MAX_ARRAY_BYTES = 512 * 2**20
 MAX_KEY_BYTES = 1024 * 2**20
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
