@@ -21,9 +21,9 @@ WMTOOL_API_VERSION = 1
 
 OPTIONS = (
     Option("queries", int, 100, "key images (the verification queries), each with a random wrong label", min=1),
-    Option("eps", float, 0.25, "radius of the L∞ ball the margin is trained over (images in [0, 1])", min=0.0, max=1.0),
+    Option("eps", float, 0.1, "radius of the L∞ ball the margin is trained over (images in [0, 1])", min=0.0, max=1.0),
     Option("steps", int, 5, "projected gradient-ascent steps per key batch", min=0),
-    Option("key_batch", int, 32, "key images joining each clean batch", min=1),
+    Option("key_batch", int, 64, "key images joining each clean batch", min=1),
     Option("clean_epochs", int, 5, "epochs of plain training first when starting from scratch", min=0),
     Option("epochs", int, 5, "epochs of training with the key", min=1),
     Option("batch_size", int, 128, "clean images per batch", min=2),

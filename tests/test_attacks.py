@@ -209,3 +209,31 @@ def test_disentangle_lowers_the_snnl_between_the_guessed_watermarks_and_target(c
 def test_disentangle_needs_the_trigger_or_the_ood_data(cli, digits_models, tmp_path):
     result = cli("attack", "disentangle", digits_models["marked"], "-o", tmp_path / "d.safetensors", expect=2)
     assert "--key" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_extract_keeps_to_its_query_budget_draws_another_distribution_and_samples_adaptively(cli, tmp_path,
+                                                                                             digits_models):
+    import numpy as np
+
+    from wmtool.data import load_dataset
+
+    victim = digits_models["clean"]
+    budget = cli.json("attack", "extract", victim, "--data", "digits", "-o", tmp_path / "b.safetensors",
+                      "--queries", 300, "--epochs", 5)
+    assert budget["queries"] == 300
+    digits = load_dataset("digits", "train", seed=0)
+    other = tmp_path / "other.npz"  # another distribution: the digits mirrored, labelled by parity
+    np.savez(other, x_train=digits.x[:, 0, :, ::-1], y_train=(digits.y % 2).astype(np.int64))
+    shifted = cli.json("attack", "extract", victim, "--data", "digits", "--query-data", other, "-o",
+                       tmp_path / "o.safetensors", "--queries", 500, "--epochs", 5)
+    assert shifted["queries"] == 500
+    adaptive = cli.json("attack", "extract", victim, "--data", "digits", "-o", tmp_path / "a.safetensors",
+                        "--queries", 400, "--sampling", "adaptive", "--rounds", 4, "--epochs", 15, "--batch-size", 32)
+    per_class = adaptive["details"]["queries_per_class"]
+    assert adaptive["queries"] == sum(per_class) == 400 and len(per_class) == 10
+    assert adaptive["accuracy_after"] > 0.8
+    wrong = tmp_path / "wrong.npz"
+    np.savez(wrong, x_train=np.zeros((20, 1, 4, 4), np.uint8), y_train=np.zeros(20, np.int64))
+    refused = cli("attack", "extract", victim, "--data", "digits", "--query-data", wrong, "-o",
+                  tmp_path / "w.safetensors", expect=2)
+    assert "--query-data images are (1, 4, 4)" in refused.stderr
