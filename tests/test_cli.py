@@ -142,17 +142,21 @@ def test_the_issue_commands_on_real_mnist(cli, tmp_path):
     assert cli.json("verify", "--key", key, tuned, expect=None)["queries"] == 100
 
 
-def test_demo_compares_ewe_with_its_baseline_before_and_after_extraction(cli, tmp_path):
-    report = cli.json("demo", "--epochs", 10, "--out-dir", tmp_path, "--quiet")
-    assert [row["method"] for row in report["rows"]] == ["ewe", "baseline"]
-    ewe, baseline = report["rows"]
+def test_demo_features_mea_defender_beside_ewe_and_the_baseline_before_and_after_extraction(cli, tmp_path):
+    report = cli.json("demo", "--out-dir", tmp_path, "--quiet")
+    assert [row["method"] for row in report["rows"]] == ["mea-defender", "ewe", "baseline"]
+    featured, ewe, baseline = report["rows"]
     assert ewe["options"]["temperature_scale"] == 1 and baseline["options"]["kappa"] == 0
+    assert baseline["scheme"] == ewe["scheme"] == "ewe" and featured["scheme"] == "mea-defender"
     for row in report["rows"]:
-        assert row["marked"]["claimed"] and row["marked"]["watermark_success"] > 0.9
+        assert row["marked"]["claimed"] and row["marked"]["watermark_success"] > 0.8
         assert not row["clean"]["claimed"] and row["attacked"]["accuracy"] > 0.85
         assert (tmp_path / f"{row['method']}-key.json").is_file()
         assert (tmp_path / f"{row['method']}-attacked.safetensors").is_file()
-    assert ewe["clean"]["accuracy"] == baseline["clean"]["accuracy"]  # one clean model for both keys
+    assert ewe["clean"]["accuracy"] == featured["clean"]["accuracy"]  # one clean model for every key
+    assert featured["attacked"]["claimed"]  # the default seed (0); seeds 0–9 are in docs/results.md
+    ewe_only = cli.json("demo", "--scheme", "ewe", "--epochs", 5, "--out-dir", tmp_path / "e", "--quiet")
+    assert [row["method"] for row in ewe_only["rows"]] == ["ewe", "baseline"]
     single = cli.json("demo", "--scheme", "backdoor", "--attack", "finetune", "--epochs", 5, "--out-dir",
                       tmp_path / "b", "--quiet", "--arch-args", '{"init": "glorot"}')
     assert [row["method"] for row in single["rows"]] == ["backdoor"]
