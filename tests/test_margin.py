@@ -49,7 +49,7 @@ def test_key_labels_are_random_and_never_the_true_label(digits_models):
 def test_embeds_verifies_refuses_the_clean_model_and_survives_round_trips(cli, tmp_path, digits_models):
     marked, key = tmp_path / "m.safetensors", tmp_path / "k.json"
     report = cli.json("embed", "--scheme", "margin", digits_models["clean"], "--data", "digits", "-o", marked,
-                      "--key-out", key, "--epochs", 8)
+                      "--key-out", key, "--epochs", 30, "--queries", 30, "--eps", 0.05)  # digits: ~1,000 images
     assert report["watermark_success"] >= 0.9 and report["test_accuracy"] >= 0.85 and report["null_rate"] == 0.1
     assert cli("verify", "--key", key, digits_models["clean"], expect=1)
     onnx_file = tmp_path / "m.onnx"
@@ -57,7 +57,8 @@ def test_embeds_verifies_refuses_the_clean_model_and_survives_round_trips(cli, t
     for suspect in (marked, onnx_file):
         assert cli.json("verify", "--key", key, suspect, expect=0)["claimed"]
     scratch = cli.json("embed", "--scheme", "margin", "--arch", "ewe-cnn", "--data", "digits", "-o",
-                       tmp_path / "s.safetensors", "--key-out", tmp_path / "s.json", "--clean-epochs", 10, "--epochs", 8)
+                       tmp_path / "s.safetensors", "--key-out", tmp_path / "s.json", "--clean-epochs", 10, "--epochs", 30,
+                       "--queries", 30, "--eps", 0.05)
     assert scratch["watermark_success"] >= 0.9
     refused = cli("embed", "--scheme", "margin", "--arch", "ewe-cnn", "--data", "digits", "-o",
                   tmp_path / "x.safetensors", "--key-out", tmp_path / "x.json", "--queries", 5000, expect=2)
