@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from wmtool.api import (Evidence, Option, UserError, Verifier, VerifyJob, align, find_tensor, hookimpl, parameter_arrays,
-                        unit_activations)
+from wmtool.api import (Evidence, Option, UserError, Verifier, VerifyJob, align, find_tensor, hookimpl, in_place,
+                        parameter_arrays, unit_activations)
 
 WMTOOL_API_VERSION = 1
 
@@ -26,11 +26,14 @@ def carrier(job: VerifyJob) -> tuple[np.ndarray, dict]:
     through ReLUs and dummy units; wmtool.alignment)."""
     params = job.key.params
     arrays = parameter_arrays(job.suspect)
-    if "anchor_in" in job.key.arrays and hasattr(job.suspect, "net") and params["tensor"] in arrays:
-        suspect_in, suspect_out = unit_activations(job.suspect, params["tensor"], params["anchor_seed"])
-        weight, moved = align(arrays[params["tensor"]].astype(np.float32), suspect_in, suspect_out,
-                              job.key.array("anchor_in"), job.key.array("anchor_out"))
-        return weight, {"aligned": True, **moved}
+    found = unit_activations(job.suspect, params["tensor"], params["anchor_seed"]) \
+        if "anchor_in" in job.key.arrays and params["tensor"] in arrays else None
+    if found is not None:
+        anchor_in, anchor_out = job.key.array("anchor_in"), job.key.array("anchor_out")
+        if not in_place(*found, anchor_in, anchor_out):
+            weight, moved = align(arrays[params["tensor"]].astype(np.float32), *found, anchor_in, anchor_out)
+            if moved["units_moved"]:
+                return weight, {"aligned": True, **moved}
     return find_tensor(arrays, params["tensor"], tuple(params["shape"])), {"aligned": False}
 
 

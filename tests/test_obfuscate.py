@@ -26,7 +26,7 @@ def test_alignment_recovers_a_permuted_rescaled_padded_tensor():
     suspect_out = anchor_out[:, rows] * a
     suspect_in = np.concatenate([anchor_in[:, columns] * b, rng.random((64, 1))], axis=1)
     aligned, moved = align(suspect, suspect_in, suspect_out, anchor_in, anchor_out)
-    assert np.allclose(aligned, weight, rtol=1e-4, atol=1e-5)
+    assert np.allclose(aligned, weight, rtol=2e-3, atol=1e-4)  # scales read at the anchors' float16 precision
     assert moved["units_moved"] > 0 and moved["units"] == 11
 
 
