@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from wmtool.api import (Evidence, Option, UserError, Verifier, VerifyJob, align, find_tensor, hookimpl, in_place,
-                        parameter_arrays, unit_activations)
+from wmtool.api import (Evidence, Option, UserError, Verifier, VerifyJob, align, find_tensor, hookimpl, parameter_arrays,
+                        unit_activations)
 
 WMTOOL_API_VERSION = 1
 
@@ -26,14 +26,13 @@ def carrier(job: VerifyJob) -> tuple[np.ndarray, dict]:
     through ReLUs and dummy units; wmtool.alignment)."""
     params = job.key.params
     arrays = parameter_arrays(job.suspect)
-    found = unit_activations(job.suspect, params["tensor"], params["anchor_seed"]) \
-        if "anchor_in" in job.key.arrays and params["tensor"] in arrays else None
-    if found is not None:
-        anchor_in, anchor_out = job.key.array("anchor_in"), job.key.array("anchor_out")
-        if not in_place(*found, anchor_in, anchor_out):
-            weight, moved = align(arrays[params["tensor"]].astype(np.float32), *found, anchor_in, anchor_out)
-            if moved["units_moved"]:
-                return weight, {"aligned": True, **moved}
+    anchored = "anchor_in" in job.key.arrays and params.get("seed") is not None  # probes come from the seed
+    found = unit_activations(job.suspect, params["tensor"], params["seed"]) \
+        if anchored and params["tensor"] in arrays else None
+    aligned = None if found is None else align(arrays[params["tensor"]].astype(np.float32), *found,
+                                               job.key.array("anchor_in"), job.key.array("anchor_out"))
+    if aligned is not None:
+        return aligned[0], {"aligned": True, **aligned[1]}
     return find_tensor(arrays, params["tensor"], tuple(params["shape"])), {"aligned": False}
 
 

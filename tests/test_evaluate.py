@@ -192,3 +192,7 @@ def test_reference_models_given_as_files_open_with_the_source_fields_of_the_spec
                                                         "[model]\narch = 'mlp'\n[data]\nowner = 'digits'\n"
                                                         "[schemes.backdoor]\n"), "--out", tmp_path / "t", expect=2)
     assert "reference_models[0] with path takes arch, arch_args, input_range, mean, std, layout" in refused.stderr
+    refused = cli("evaluate", "--spec", _spec(tmp_path, f"[[reference_models]]\npath = '{onnx_file}'\nmean = 'grey'\n"
+                                                        "[model]\narch = 'mlp'\n[data]\nowner = 'digits'\n"
+                                                        "[schemes.backdoor]\n"), "--out", tmp_path / "t", expect=2)
+    assert "reference_models[0]: mean takes numbers, got 'grey'" in refused.stderr

@@ -2,9 +2,10 @@
 (and padded with dummy units) computes the same function with other parameters, which defeats weights-based
 watermarks read at fixed positions. A W:* key therefore records **anchors**: the marked model's activations
 of the input and output units of the watermarked layer on seeded noise probes. At verification the suspect's
-units are matched to the anchors by the cosine similarity of their activations (a linear assignment, so
-extra units are left out), their scales are read off the matched activations, and the watermarked tensor is
-rebuilt in the marked model's unit order and scale before its bits are decoded.
+units are matched to the anchors by the correlation of their activations (a linear assignment, so extra
+units are left out), their scales are read off the matched activations, and the watermarked tensor is
+rebuilt in the marked model's unit order and scale before its bits are decoded. A suspect whose units stand
+where the anchors' do, or whose units match none of them well (an independent model), is left as it is.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ def anchors(model: Any, tensor: str, seed: int) -> dict[str, np.ndarray]:
     return {"anchor_in": found[0].astype(np.float16), "anchor_out": found[1].astype(np.float16)}
 
 
-def in_place(suspect_in: np.ndarray, suspect_out: np.ndarray, anchor_in: np.ndarray, anchor_out: np.ndarray) -> bool:
+def _in_place(suspect_in: np.ndarray, suspect_out: np.ndarray, anchor_in: np.ndarray, anchor_out: np.ndarray) -> bool:
     """Whether the suspect's units already stand where the anchors' do (same counts, and each unit's
     activations point the anchor's way: mean cosine ≥ 0.99), so that nothing needs aligning."""
     def cosine(a: np.ndarray, s: np.ndarray) -> float:
@@ -133,18 +134,23 @@ def _match(anchor: np.ndarray, suspect: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 
 def align(weight: np.ndarray, suspect_in: np.ndarray, suspect_out: np.ndarray, anchor_in: np.ndarray,
-          anchor_out: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+          anchor_out: np.ndarray) -> tuple[np.ndarray, dict[str, Any]] | None:
     """The suspect's ``weight`` (out × in, or out × in × kh × kw) in the marked model's unit order and scale,
-    with how far that moved it (units out of place, the spread of the scales); the weight as it stands when
-    the suspect's output units do not match the anchors' (mean correlation under :data:`MATCHED`)."""
+    with how far that moved it (units out of place, the spread of the scales); None when nothing is to be
+    aligned: the units already stand in place, or the suspect's output units do not match the anchors'
+    (mean correlation under :data:`MATCHED`)."""
+    if _in_place(suspect_in, suspect_out, anchor_in, anchor_out):
+        return None
     rows, row_scale, matched = _match(anchor_out, suspect_out)
     if matched < MATCHED:
-        return weight, {"units_moved": 0, "matched_correlation": round(matched, 4)}
+        return None
     columns, column_scale, _ = _match(anchor_in, suspect_in)
+    moved = int(np.sum(rows != np.arange(len(rows))) + np.sum(columns != np.arange(len(columns))))
+    if not moved and np.all(row_scale == 1.0) and np.all(column_scale == 1.0):
+        return None
     picked = weight[rows][:, columns]
     shape = (-1, 1) + (1,) * (weight.ndim - 2)
     aligned = picked / row_scale.reshape(shape) * column_scale.reshape((1, -1) + (1,) * (weight.ndim - 2))
-    moved = int(np.sum(rows != np.arange(len(rows))) + np.sum(columns != np.arange(len(columns))))
     scales = np.concatenate([row_scale, column_scale])
     return aligned.astype(np.float32), {"units_moved": moved, "units": len(rows) + len(columns),
                                         "matched_correlation": round(matched, 4),

@@ -23,7 +23,7 @@ from wmtool.options import Option, json_object, resolve
 from wmtool.registry import Architecture, Attack, Embedder, ModelFormat, Verifier
 
 if TYPE_CHECKING:  # the lazily resolved names, for type checkers and import-linter
-    from wmtool.alignment import align, in_place, unit_activations
+    from wmtool.alignment import align, unit_activations
     from wmtool.atomic import write_atomic
     from wmtool.classifier import Classifier
     from wmtool.data import Dataset, load_dataset, split_validation
@@ -43,7 +43,7 @@ if TYPE_CHECKING:  # the lazily resolved names, for type checkers and import-lin
                                    pick_class, reference_null_rate, stamp, trigger_corner)
 
 _LAZY: dict[str, tuple[str, ...]] = {
-    "alignment": ("align", "in_place", "unit_activations"),
+    "alignment": ("align", "unit_activations"),
     "atomic": ("write_atomic",),
     "classifier": ("Classifier",),
     "data": ("Dataset", "load_dataset", "split_validation"),

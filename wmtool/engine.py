@@ -94,10 +94,7 @@ def _source(result: dict[str, Any]) -> Any:
     from wmtool.preprocessing import Preprocessing
 
     given = result.get("source") or {}
-    numbers = {k: tuple(v) if isinstance(v, list) else (v,) for k, v in given.items() if k in ("mean", "std")}
-    preprocessing = Preprocessing(float(given.get("input_range", 1.0)), numbers.get("mean"), numbers.get("std"),
-                                  str(given.get("layout", "NCHW")).upper()) \
-        if {"input_range", "mean", "std", "layout"} & set(given) else None
+    preprocessing = Preprocessing.stated(*(given.get(k) for k in ("input_range", "mean", "std", "layout")))
     return ModelSource(given.get("arch"), dict(given.get("arch_args", {})), preprocessing)
 
 

@@ -110,16 +110,14 @@ def choose_bits(job: Any, rng: np.random.Generator, positions: bool = True) -> t
 
 def bits_outcome(job: Any, decoder: str, name: str, parameter: Any, arrays: dict[str, np.ndarray]) -> Any:
     """The outcome of a W:* embedding: the model, the key's arrays (with the anchors that undo an obfuscation,
-    :mod:`wmtool.alignment`), chance (1/2) as the null rate, and the parameters the ``bits`` verifier reads
+    :mod:`wmtool.alignment`, on probes drawn from the key's seed), chance (1/2) as the null rate, and the parameters the ``bits`` verifier reads
     (decoder, tensor name and shape)."""
+    from wmtool.alignment import anchors
     from wmtool.jobs import EmbedOutcome
     from wmtool.keys import NullRate
 
-    from wmtool.alignment import anchors
-
     tensor = job.model.file_name(name)
-    how = {"decoder": decoder, "tensor": tensor, "shape": list(parameter.shape), "seed": job.seed,
-           "anchor_seed": job.seed}
+    how = {"decoder": decoder, "tensor": tensor, "shape": list(parameter.shape), "seed": job.seed}
     arrays = {**arrays, **anchors(job.model, tensor, job.seed)}
     return EmbedOutcome(job.model, arrays, NullRate(0.5, "chance"), {**job.params, **how})
 

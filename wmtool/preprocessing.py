@@ -54,6 +54,25 @@ class Preprocessing:
         return data
 
     @classmethod
+    def stated(cls, input_range: Any = None, mean: Any = None, std: Any = None,
+               layout: Any = None) -> "Preprocessing | None":
+        """The preprocessing a user states (command-line flags, a sweep spec's fields), or None when nothing
+        is stated (the model's own then applies); ``mean`` and ``std`` are a number or a list of numbers."""
+        if input_range is None and mean is None and std is None and layout is None:
+            return None
+
+        def numbers(value: Any, name: str) -> tuple[float, ...] | None:
+            if value is None:
+                return None
+            try:
+                return tuple(float(v) for v in (value if isinstance(value, (list, tuple)) else [value]))
+            except (TypeError, ValueError):
+                raise UserError(f"{name} takes numbers, got {value!r}") from None
+
+        return cls(float(input_range) if input_range is not None else 1.0, numbers(mean, "mean"), numbers(std, "std"),
+                   str(layout or "NCHW").upper())
+
+    @classmethod
     def from_json(cls, data: Any) -> "Preprocessing":
         """Read the dictionary :meth:`to_json` wrote; a malformed one raises :class:`UserError`."""
         if not isinstance(data, dict):

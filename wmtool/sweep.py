@@ -127,6 +127,16 @@ def _variants(kind: str, entry: str, raw: Any, registry: Registry, where: str) -
     return variants
 
 
+def _check_source(fields: dict[str, Any], where: str) -> None:
+    """Refuse source fields that state no valid preprocessing (e.g. mean = "grey")."""
+    from wmtool.preprocessing import Preprocessing
+
+    try:
+        Preprocessing.stated(*(fields.get(k) for k in ("input_range", "mean", "std", "layout")))
+    except UserError as exc:
+        raise UserError(f"{where}: {exc}") from None
+
+
 def spec_from(raw: dict[str, Any], registry: Registry, where: str = "spec") -> Spec:
     """Validate a spec's dictionary (from TOML or flags); every problem names its field."""
     unknown = sorted(set(raw) - TOP_LEVEL)
@@ -138,6 +148,8 @@ def spec_from(raw: dict[str, Any], registry: Registry, where: str = "spec") -> S
                         "scratch)")
     if "arch" in model and "path" not in model:
         registry.get("architecture", model["arch"])
+    if "path" in model:
+        _check_source(model, f"{where}: [model]")
     if model.get("embed_into", "trained") not in ("trained", "scratch"):
         raise UserError(f"{where}: [model] embed_into must be \"trained\" (schemes mark the trained victim) or "
                         f"\"scratch\" (schemes train their marked model from scratch), got {model['embed_into']!r}")
@@ -175,6 +187,7 @@ def spec_from(raw: dict[str, Any], registry: Registry, where: str = "spec") -> S
                 raise UserError(f"{where}: reference_models[{index}] with path takes {', '.join(SOURCE_FIELDS)}")
             if not Path(str(other["path"])).exists():
                 raise UserError(f"{where}: reference_models[{index}].path = {other['path']!r}: no such model")
+            _check_source(other, f"{where}: reference_models[{index}]")
             continue
         if not isinstance(other, dict) or "arch" not in other or set(other) - {"arch", "arch_args", "epochs", "count"}:
             raise UserError(f"{where}: reference_models[{index}] takes arch (required), arch_args, epochs and count, "

@@ -148,8 +148,6 @@ def parse_arch_args(raw: str | None) -> dict[str, Any]:
 
 def preprocessing_flags(input_range: float | None, mean: str | None, std: str | None, layout: str | None):
     """The Preprocessing the flags state, or None when none was given (the model's own then applies)."""
-    if input_range is None and mean is None and std is None and layout is None:
-        return None
     from wmtool.preprocessing import Preprocessing
 
     def numbers(raw: str | None, flag: str) -> tuple[float, ...] | None:
@@ -160,8 +158,7 @@ def preprocessing_flags(input_range: float | None, mean: str | None, std: str | 
         except ValueError:
             raise UserError(f"{flag} takes comma-separated numbers, got {raw!r}") from None
 
-    return Preprocessing(input_range if input_range is not None else 1.0, numbers(mean, "--mean"),
-                         numbers(std, "--std"), (layout or "NCHW").upper())
+    return Preprocessing.stated(input_range, numbers(mean, "--mean"), numbers(std, "--std"), layout)
 
 
 def fmt(value: float | None, digits: int = 4) -> str:
