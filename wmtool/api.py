@@ -1,7 +1,7 @@
 """The plugin API: everything a wmtool plugin may import and rely on, in one module.
 
 A plugin module implements one or more hooks of :mod:`wmtool.hookspecs` with :data:`hookimpl` and
-registers :class:`Embedder`, :class:`Attack`, :class:`Verifier`, :class:`Architecture` or
+registers :class:`Embedder`, :class:`Fingerprinter`, :class:`Attack`, :class:`Verifier`, :class:`Architecture` or
 :class:`ModelFormat` objects. Names not exported here are internal and may change without notice. A
 plugin module may declare ``WMTOOL_API_VERSION = 1``; wmtool refuses (with one warning line) a plugin
 declaring another version.
@@ -20,14 +20,15 @@ from wmtool import hookimpl
 from wmtool.api_version import API_VERSION
 from wmtool.errors import UserError
 from wmtool.options import Option, json_object, resolve
-from wmtool.registry import Architecture, Attack, Embedder, ModelFormat, Verifier
+from wmtool.registry import Architecture, Attack, Embedder, Fingerprinter, ModelFormat, Verifier
 
 if TYPE_CHECKING:  # the lazily resolved names, for type checkers and import-linter
     from wmtool.alignment import align, unit_activations
     from wmtool.atomic import write_atomic
     from wmtool.classifier import Classifier
     from wmtool.data import Dataset, load_dataset, split_validation
-    from wmtool.jobs import AttackJob, AttackOutcome, EmbedJob, EmbedOutcome, Evidence, Predictor, VerifyJob
+    from wmtool.jobs import (AttackJob, AttackOutcome, EmbedJob, EmbedOutcome, Evidence, FingerprintJob,
+                             FingerprintOutcome, Predictor, VerifyJob)
     from wmtool.keys import Key, NullRate, Task, load_key
     from wmtool.model_card import METADATA_KEY, ModelCard
     from wmtool.models import ModelSource, build_model, fresh_model_for, load_weights, state_shapes
@@ -47,7 +48,8 @@ _LAZY: dict[str, tuple[str, ...]] = {
     "atomic": ("write_atomic",),
     "classifier": ("Classifier",),
     "data": ("Dataset", "load_dataset", "split_validation"),
-    "jobs": ("AttackJob", "AttackOutcome", "EmbedJob", "EmbedOutcome", "Evidence", "Predictor", "VerifyJob"),
+    "jobs": ("AttackJob", "AttackOutcome", "EmbedJob", "EmbedOutcome", "Evidence", "FingerprintJob",
+             "FingerprintOutcome", "Predictor", "VerifyJob"),
     "keys": ("Key", "NullRate", "Task", "load_key"),
     "model_card": ("METADATA_KEY", "ModelCard"),
     "models": ("ModelSource", "build_model", "fresh_model_for", "load_weights", "state_shapes"),
@@ -64,7 +66,7 @@ _LAZY: dict[str, tuple[str, ...]] = {
 }
 _MODULE_OF = {name: module for module, names in _LAZY.items() for name in names}
 
-__all__ = sorted(["API_VERSION", "Architecture", "Attack", "Embedder", "ModelFormat", "Option", "UserError",
+__all__ = sorted(["API_VERSION", "Architecture", "Attack", "Embedder", "Fingerprinter", "ModelFormat", "Option", "UserError",
                   "Verifier", "hookimpl", "json_object", "resolve", *_MODULE_OF])
 
 

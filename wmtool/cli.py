@@ -49,11 +49,12 @@ app = typer.Typer(
 
 
 def _register_commands() -> None:
-    from wmtool.commands import (accuracy, attack, calibrate, convert, demo, embed, evaluate, inspect, plugin_list,
-                                 train, verify)
+    from wmtool.commands import (accuracy, attack, calibrate, convert, demo, embed, evaluate, fingerprint, inspect,
+                                 plugin_list, train, verify)
 
     app.command("train")(train.train)
     app.command("embed", cls=embed.EmbedCommand)(embed.embed)
+    app.command("fingerprint", cls=fingerprint.FingerprintCommand)(fingerprint.fingerprint)
     app.command("attack", cls=attack.AttackCommand)(attack.attack)
     app.command("verify", cls=verify.VerifyCommand)(verify.verify)
     app.command("calibrate")(calibrate.calibrate)

@@ -11,6 +11,11 @@ def register_embedders(register):
 
 
 @hookspec
+def register_fingerprinters(register):
+    """Register fingerprinting methods: call ``register(Fingerprinter(...))`` once for each."""
+
+
+@hookspec
 def register_attacks(register):
     """Register watermark-removal attacks: call ``register(Attack(...))`` once for each."""
 

@@ -52,6 +52,32 @@ class EmbedOutcome:
 
 
 @dataclass
+class FingerprintJob:
+    """A fingerprinting request: the owner's model (trainable, for methods that search inputs by gradient),
+    data to draw the fingerprint's inputs from (``data``: held-out data, ``train``: the data the model
+    was trained on, for methods that contrast the two) and the method's options."""
+
+    model: "Classifier"
+    data: "Dataset"
+    train: "Dataset"
+    params: dict[str, Any]
+    registry: "Registry"
+    seed: int = 0
+    device: str = "cpu"
+    progress: Progress = SILENT
+
+
+@dataclass
+class FingerprintOutcome:
+    """The arrays the method's verifier reads (the chosen inputs and the model's recorded behaviour) and
+    the options used. The null rate is not the method's to choose: the core measures it on independent
+    models."""
+
+    arrays: dict[str, np.ndarray]
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class AttackJob:
     """An attack request: the victim (a trainable Classifier for white-box attacks, any Predictor for
     black-box ones), the attacker's data and the attack's options."""

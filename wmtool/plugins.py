@@ -10,13 +10,14 @@ import pluggy
 
 from wmtool import __version__, architectures, hookspecs
 from wmtool.api_version import API_VERSION
-from wmtool.registry import Architecture, Attack, Embedder, Kind, ModelFormat, Registry, Verifier
+from wmtool.registry import Architecture, Attack, Embedder, Fingerprinter, Kind, ModelFormat, Registry, Verifier
 
 ENTRY_POINT_GROUP = "wmtool"
 LOAD_ENV = "WMTOOL_LOAD_PLUGINS"
 
 _HOOKS: tuple[tuple[str, Kind, type], ...] = (
     ("register_embedders", "embedder", Embedder),
+    ("register_fingerprinters", "fingerprinter", Fingerprinter),
     ("register_attacks", "attack", Attack),
     ("register_verifiers", "verifier", Verifier),
     ("register_architectures", "architecture", Architecture),

@@ -1,4 +1,4 @@
-"""What plugins register (embedders, attacks, verifiers, architectures, model formats) and the registry
+"""What plugins register (embedders, fingerprinters, attacks, verifiers, architectures, model formats) and the registry
 holding them. Jobs and outcomes are typed loosely here (``Any``): :mod:`wmtool.jobs` describes them."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from typing import Any, Callable, Literal
 from wmtool.errors import UserError
 from wmtool.options import Option
 
-Kind = Literal["embedder", "attack", "verifier", "architecture", "format"]
-KINDS: tuple[Kind, ...] = ("embedder", "attack", "verifier", "architecture", "format")
+Kind = Literal["embedder", "fingerprinter", "attack", "verifier", "architecture", "format"]
+KINDS: tuple[Kind, ...] = ("embedder", "fingerprinter", "attack", "verifier", "architecture", "format")
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,27 @@ class Embedder:
     decode: Callable[[Any, Any], Any] | None = None
     """For white-box schemes verified by ``bits``: ``decode(weight, key)`` reads the bits the scheme wrote
     from the carrier tensor (a numpy array) as a uint8 array."""
+
+
+@dataclass(frozen=True)
+class Fingerprinter:
+    """A fingerprinting method: records how a model behaves on chosen inputs, leaving the model unchanged.
+
+    Its key is verified like a watermark key (by ``verifier``), against a null rate measured on models
+    trained independently of the fingerprinted one. ``access`` says what verifying needs of a suspect
+    (``labels``: its top-1 answers; ``scores``: its output scores); ``caution``, when set, is a finding of
+    the audit that users must read first (e.g. that the method accuses independent models), shown by
+    ``wmtool plugins`` and in the method's help.
+    """
+
+    name: str
+    summary: str
+    fingerprint: Callable[[Any], Any]
+    """``fingerprint(job: FingerprintJob) -> FingerprintOutcome``."""
+    verifier: str
+    options: tuple[Option, ...] = ()
+    access: Literal["labels", "scores"] = "labels"
+    caution: str | None = None
 
 
 @dataclass(frozen=True)

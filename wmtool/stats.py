@@ -161,3 +161,15 @@ def clopper_pearson_upper(successes: int, trials: int, confidence: float = 0.99)
     if trials == 0 or successes >= trials:
         return 1.0
     return float(betaincinv(successes + 1, trials - successes, confidence))
+
+
+def holm_adjusted(p_values: list[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (in the given order): rejecting every hypothesis whose adjusted
+    p-value is at most α keeps the family-wise error rate at α, however the tests depend on each other."""
+    order = sorted(range(len(p_values)), key=lambda index: p_values[index])
+    adjusted = [1.0] * len(p_values)
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - rank) * p_values[index]))
+        adjusted[index] = running
+    return adjusted

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from wmtool.data import Dataset, load_dataset, split_validation
 from wmtool.errors import UserError
-from wmtool.jobs import AttackJob, AttackOutcome, EmbedJob, EmbedOutcome, Predictor, VerifyJob
-from wmtool.keys import Key, Task
+from wmtool.jobs import AttackJob, AttackOutcome, EmbedJob, EmbedOutcome, FingerprintJob, Predictor, VerifyJob
+from wmtool.keys import Key, NullRate, Task
 from wmtool.model_card import ModelCard
 from wmtool.models import ModelSource, build_model, load_model, open_predictor
 from wmtool.options import resolve
@@ -125,6 +125,53 @@ def make_key(run: Run, scheme: str, outcome: EmbedOutcome, model_sha256: str) ->
                outcome.arrays)
 
 
+def train_references(run: Run, model: Classifier, data: Dataset, *, count: int, arch: str | None,
+                     epochs: int) -> list[tuple[str, Classifier, str]]:
+    """``count`` models trained on ``data`` independently of ``model`` (fresh ones of ``arch``, default the
+    model's own architecture, each from its own seed), named for :func:`calibrate_key`."""
+    import torch
+
+    from wmtool.models import fresh_model_for
+
+    if arch is None and model.card.arch in run.registry.names("architecture") \
+            and run.registry.get("architecture", model.card.arch).from_file:
+        raise UserError(f"the model's architecture ({model.card.arch}) is read from its file and cannot be trained "
+                        "afresh: give --reference models or --reference-arch")
+    references = []
+    for index in range(count):
+        seed = run.seed + 1000 + index
+        torch.manual_seed(seed)
+        reference = fresh_model_for(model.card, run.registry, arch).to(run.torch_device)
+        fit_supervised(reference, data.x, data.y, epochs=epochs, batch_size=128, lr=1e-3, seed=seed,
+                       progress=run.progress, description=f"independent model {index + 1}/{count}")
+        references.append((f"independent model {index + 1} (seed {seed})", reference.eval(), f"trained-{seed}"))
+    return references
+
+
+def fingerprint_model(run: Run, method: str, given: dict[str, Any], model: Classifier, data: Dataset,
+                      train: Dataset, model_sha256: str, references: list[tuple[str, Predictor, str]]) -> Key:
+    """Fingerprint ``model`` with ``method`` (``given``: its options) and measure the key's null rate on
+    ``references``, models known to be independent of it (at least one)."""
+    fingerprinter = run.registry.get("fingerprinter", method)
+    run.registry.get("verifier", fingerprinter.verifier)
+    if not references:
+        raise UserError("a fingerprint's null rate is measured on independent models: give at least one")
+    params = resolve(fingerprinter.options, given, f"fingerprinter {method}")
+    check_task(model.card, data, "the model")
+    run.seed_once()
+    outcome = fingerprinter.fingerprint(FingerprintJob(model, data, train, params, run.registry, run.seed,
+                                                       run.torch_device, run.progress))
+    key = Key(method, fingerprinter.verifier, outcome.params, Task.of(model.card),
+              NullRate(1.0, "unmeasured"), model_sha256, outcome.arrays)
+    calibration = calibrate_key(run, key, references)
+    null = NullRate(max(calibration["rate"], 1.0 / key.task.num_classes), "independent-models",
+                    calibration["observed"], calibration["trials"], calibration["confidence"])
+    if null.rate >= 1:
+        raise UserError("the independent models answer every fingerprint query as the model does: "
+                        "this fingerprint cannot tell copies from independent models")
+    return dataclasses.replace(key, null=null, calibration=calibration)
+
+
 def attack_model(run: Run, name: str, given: dict[str, Any], victim: Predictor, data: Dataset
                  ) -> tuple[AttackOutcome, dict[str, Any], float]:
     """Run attack ``name`` on ``victim`` with the attacker's ``data``: the outcome, the options used, wall seconds."""
@@ -167,7 +214,9 @@ def check_suspect(key: Key, suspect: Predictor, what: str) -> None:
 def calibrate_key(run: Run, key: Key, references: list[tuple[str, Predictor, str]],
                   confidence: float = 0.99) -> dict[str, Any]:
     """Measure the key's null rate on reference models known not to carry its watermark: each model's
-    successes on the key's verifier, pooled; the rate kept is their Clopper–Pearson upper bound."""
+    successes on the key's verifier and their Clopper–Pearson upper bound; the rate kept is the largest
+    model's bound, because models, not queries, are what varies under the null (the pooled bound of all
+    queries is reported beside it)."""
     from wmtool.stats import clopper_pearson_upper
 
     models, successes, trials = [], 0, 0
@@ -178,10 +227,12 @@ def calibrate_key(run: Run, key: Key, references: list[tuple[str, Predictor, str
         check_suspect(key, suspect, path)
         evidence = verifier.verify(VerifyJob(key, suspect, resolve(verifier.options, {}, key.verifier), None,
                                              scheme_of(run, key)))
-        models.append({"path": path, "sha256": sha256, "successes": evidence.successes, "trials": evidence.trials})
+        models.append({"path": path, "sha256": sha256, "successes": evidence.successes, "trials": evidence.trials,
+                       "rate": clopper_pearson_upper(evidence.successes, evidence.trials, confidence)})
         successes, trials = successes + evidence.successes, trials + evidence.trials
-    rate = clopper_pearson_upper(successes, trials, confidence)
-    return {"rate": rate, "observed": successes / trials if trials else None, "successes": successes,
+    rate = max((model["rate"] for model in models), default=1.0)
+    return {"rate": rate, "pooled_rate": clopper_pearson_upper(successes, trials, confidence),
+            "observed": successes / trials if trials else None, "successes": successes,
             "trials": trials, "confidence": confidence, "models": models}
 
 

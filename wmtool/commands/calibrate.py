@@ -23,7 +23,8 @@ def calibrate(
 ) -> None:
     """Measure the key's null rate on reference models and store it, with their sha256, in the key.
 
-    The rate stored is the 99% Clopper–Pearson upper bound of the references' pooled watermark success;
+    The rate stored is the largest of the references' 99% Clopper–Pearson upper bounds of watermark success
+    (models, not queries, vary under the null; the pooled bound is reported beside it);
     `verify` then tests against the larger of it and the key's default null rate (as the
     Watermark-Robustness-Toolbox calibrates its decision thresholds on unmarked models).
     """
@@ -41,5 +42,5 @@ def calibrate(
                "null_rate_used": updated.null_rate()}
     emit(run, payload, lambda out: out.print(
         f"calibrated on {len(opened)} reference models: {calibration['successes']}/{calibration['trials']} "
-        f"watermark answers (observed {fmt(calibration['observed'])}, 99% upper bound {fmt(calibration['rate'])}); "
+        f"watermark answers (observed {fmt(calibration['observed'])}, largest model's 99% upper bound {fmt(calibration['rate'])}); "
         f"verify now tests against null rate {fmt(updated.null_rate())} → {key}"))

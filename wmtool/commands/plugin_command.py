@@ -100,6 +100,8 @@ def _print_plugin_help(kind: str, plugin: Any) -> None:
         table.add_row(option.flag, option.type_name, repr(option.default) if option.default is not None else "-",
                       option.help)
     Console().print(table)
+    if getattr(plugin, "caution", None):
+        Console().print(f"[yellow]caution:[/yellow] {plugin.caution}")
 
 
 def chosen_plugin(ctx: click.Context, registry: Any, name: str) -> tuple[Any, dict[str, Any]]:
