@@ -160,3 +160,33 @@ def test_help_does_not_import_torch():
     code = "import sys; from wmtool.cli import app; app(['--help'], standalone_mode=False); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip().endswith("False")
+
+
+class FakeFingerprinter:
+    """A fingerprinter that records the model's answers on 40 held-out images, with a caution."""
+
+    @hookimpl
+    def register_fingerprinters(self, register):
+        from wmtool.api import FingerprintOutcome, Fingerprinter
+
+        def fingerprint(job):
+            inputs = job.data.x[:40]
+            return FingerprintOutcome({"inputs": inputs, "labels": job.model.predict(inputs)}, dict(job.params))
+
+        register(Fingerprinter("answers", "the model's own answers", fingerprint, "trigger-set",
+                               caution="accuses every model that is accurate"))
+
+
+def test_hook_register_fingerprinters(cli, digits_models, tmp_path):
+    pm.register(FakeFingerprinter(), name="fake-fingerprinter")
+    try:
+        made = cli.json("fingerprint", digits_models["clean"], "--method", "answers", "-o", tmp_path / "fp.json",
+                        "--reference", digits_models["marked"])
+        assert made["caution"] == "accuses every model that is accurate" and made["queries"] == 40
+        # an accurate independent model gives the clean model's answers on most images: the null is high
+        assert made["null_rate"] > 0.8
+        listed = {row["name"]: row for row in cli.json("plugins")["plugins"]}
+        assert listed["answers"]["caution"] == made["caution"] and listed["answers"]["kind"] == "fingerprinter"
+        assert "caution: accuses every model" in cli("fingerprint", "--method", "answers", "--help").stdout
+    finally:
+        pm.unregister(name="fake-fingerprinter")

@@ -40,3 +40,13 @@ def test_user_errors_raise_the_clis_message(digits_models):
         wmtool.embed(digits_models["clean"], "nope")
     with pytest.raises(UserError, match="verifier trigger-set: unknown option .min_accuracy."):
         wmtool.verify(digits_models["clean"], digits_models["key"], min_accuracy=0.6)
+
+
+def test_fingerprint_from_python_matches_the_cli(cli, digits_models, tmp_path):
+    key = wmtool.fingerprint(digits_models["marked"], "ipguard", references=[digits_models["clean"]], count=50,
+                             save_to=tmp_path / "fp.json")
+    assert key.scheme == "ipguard" and len(key.array("inputs")) == 50 and (tmp_path / "fp.json").exists()
+    assert wmtool.verify(digits_models["marked"], key).success_rate == 1.0
+    shown = cli.json("fingerprint", digits_models["marked"], "-o", tmp_path / "cli.json", "--method", "ipguard",
+                     "--reference", digits_models["clean"], "--count", 50)
+    assert shown["null_rate"] == pytest.approx(key.null.rate)

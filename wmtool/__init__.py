@@ -1,6 +1,6 @@
 """wmtool: watermark neural networks, attack the watermarks, verify ownership.
 
-From Python: ``wmtool.open_model``, ``train``, ``accuracy``, ``embed``, ``attack``, ``verify`` and ``evaluate`` run the
+From Python: ``wmtool.open_model``, ``train``, ``accuracy``, ``embed``, ``fingerprint``, ``attack``, ``verify`` and ``evaluate`` run the
 CLI's steps with its defaults (see docs/python.md); they are imported on first use.
 """
 
@@ -17,7 +17,7 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 hookimpl = pluggy.HookimplMarker("wmtool")
 """Decorator marking a plugin's implementation of a wmtool hook."""
 
-PYTHON_API = ("open_model", "train", "accuracy", "embed", "attack", "verify", "evaluate")
+PYTHON_API = ("open_model", "train", "accuracy", "embed", "fingerprint", "attack", "verify", "evaluate")
 
 
 def __getattr__(name: str) -> Any:

@@ -16,8 +16,8 @@ from wmtool.keys import Key, load_key
 from wmtool.models import ModelSource
 from wmtool.run import Run
 from wmtool.stats import OwnershipResult
-from wmtool.workflows import (attack_model, data_card, embed_watermark, make_key, open_suspect, train_model,
-                              verify_suspect)
+from wmtool.workflows import (attack_model, data_card, embed_watermark, fingerprint_model, make_key, open_suspect,
+                              train_model, train_references, verify_suspect)
 from wmtool.workflows import open_model as _open
 
 ModelLike = Any
@@ -96,6 +96,32 @@ def embed(model: ModelLike, scheme: str, *, data: str | Dataset = "digits", devi
     if save_to is not None:
         save_key(key, key_to or Path(save_to).with_name(Path(save_to).stem + ".key.json"), force=force)
     return Marked(outcome.model, key, outcome)
+
+
+def fingerprint(model: str | Path, method: str = "mistakes", *, data: str | Dataset = "digits", split: str = "test",
+                train: str | Dataset | None = None, references: list[str | Path] | None = None,
+                reference_count: int = 2, reference_arch: str | None = None, reference_epochs: int = 10,
+                device: str = "auto", seed: int = 0, save_to: str | Path | None = None, force: bool = False,
+                **options: Any) -> Key:
+    """A fingerprint key of the model file ``model`` (the ``fingerprint`` command's defaults): inputs from
+    the ``split`` of ``data``, the null rate measured on ``references`` (model files independent of it) or,
+    without them, on ``reference_count`` models trained on ``train`` (default: the train split of ``data``)."""
+    from wmtool.keys import save_key
+    from wmtool.models import file_sha256
+
+    run = _run(device, seed)
+    held_out, train_data = _data(data, split, seed), _data(train if train is not None else data, "train", seed)
+    opened = _open(run, str(model), ModelSource(), data_card(train_data))
+    if references:
+        independent = [(str(path), open_suspect(run, str(path), ModelSource(), opened.card), file_sha256(path))
+                       for path in references]
+    else:
+        independent = train_references(run, opened, train_data, count=reference_count, arch=reference_arch,
+                                       epochs=reference_epochs)
+    key = fingerprint_model(run, method, options, opened, held_out, train_data, file_sha256(model), independent)
+    if save_to is not None:
+        save_key(key, save_to, force=force)
+    return key
 
 
 def attack(victim: ModelLike, name: str, *, data: str | Dataset = "digits", device: str = "auto", seed: int = 0,
