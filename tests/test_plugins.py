@@ -182,7 +182,7 @@ def test_hook_register_fingerprinters(cli, digits_models, tmp_path):
     try:
         made = cli.json("fingerprint", digits_models["clean"], "--method", "answers", "-o", tmp_path / "fp.json",
                         "--reference", digits_models["marked"])
-        assert made["caution"] == "accuses every model that is accurate" and made["queries"] == 40
+        assert made["caution"] == "accuses every model that is accurate" and made["inputs"] == 40
         # an accurate independent model gives the clean model's answers on most images: the null is high
         assert made["null_rate"] > 0.8
         listed = {row["name"]: row for row in cli.json("plugins")["plugins"]}

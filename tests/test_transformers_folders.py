@@ -237,3 +237,13 @@ def test_convolutional_folders_are_marked_into_folders_too(cli, folders, tmp_pat
     assert type(reloaded).__name__ == json.loads((folders[name] / "config.json").read_text())["architectures"][0]
     assert cli.json("verify", "--key", key, marked)["claimed"]
     assert not cli.json("verify", "--key", key, folders[name], expect=1)["claimed"]
+
+
+def test_a_folder_is_fingerprinted_and_its_copies_verified(cli, folders, digits_models, tmp_path):
+    key = tmp_path / "fp.json"
+    made = cli.json("fingerprint", folders["vit"], "-o", key, "--method", "ipguard", "--count", 60, "--steps", 50,
+                    "--reference", folders["resnet"], "--reference", folders["convnext"])
+    assert made["null_rate"] < 0.6
+    assert cli.json("verify", "--key", key, folders["sharded"])["success_rate"] == 1.0  # the same weights, sharded
+    assert cli.json("verify", "--key", key, folders["cache"])["claimed"]
+    assert not cli.json("verify", "--key", key, digits_models["clean"], expect=1)["claimed"]

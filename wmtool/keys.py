@@ -1,4 +1,5 @@
-"""Key files: the owner's secret record of a watermark (versioned JSON, arrays inline and compressed).
+"""Key files: the owner's secret record of a watermark or fingerprint (versioned JSON, arrays inline and
+compressed).
 
 Schema (version 1), all fields required unless marked optional::
 
@@ -6,11 +7,12 @@ Schema (version 1), all fields required unless marked optional::
     version       1
     tool_version  wmtool version that wrote it
     created       ISO 8601 time (UTC)
-    scheme        embedder name;   verifier: verifier name;   params: the embedder's options
+    scheme        embedder or fingerprinter name;   verifier: verifier name;   params: its options
     task          {input_shape, num_classes, preprocessing, classes (optional)}
     arrays        name -> {dtype, shape, zlib_base64}: e.g. inputs (canonical images), labels
-    null          {rate, method ("chance" | "reference-model"), observed, trials, confidence}
-    model_sha256  sha256 of the marked model file
+    null          {rate, method ("chance" | "reference-model" | "independent-models"), observed, trials,
+                  confidence}
+    model_sha256  sha256 of the marked (or fingerprinted) model file
     checksum      sha256 of all the fields above, canonically serialised (detects edits and corruption)
 """
 

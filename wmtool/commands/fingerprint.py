@@ -75,18 +75,18 @@ def fingerprint(
     key = fingerprint_model(run, method, given, owner_model, held_out, train, file_sha256(model), independent)
     save_key(key, output, force=force)
     payload = {"key": str(output), "method": method, "verifier": key.verifier, "params": key.params,
-               "queries": _query_count(key), "null_rate": key.null.rate, "null_observed": key.null.observed,
+               "inputs": _input_count(key), "null_rate": key.null.rate, "null_observed": key.null.observed,
                "independent_models": [m["path"] for m in key.calibration["models"]], "access": fingerprinter.access,
                "caution": fingerprinter.caution, "commitment": commitment(key)}
     emit(run, payload, lambda out: out.print(
-        f"fingerprinted {model} with {method}: {payload['queries']} queries, null rate {fmt(key.null.rate)} "
+        f"fingerprinted {model} with {method}: {payload['inputs']} inputs, null rate {fmt(key.null.rate)} "
         f"(measured on {len(independent)} independent models, observed {fmt(key.null.observed)}) → {output} "
         f"(keep it secret)\ncommitment {payload['commitment']}: publish it before releasing the model; "
         "`wmtool verify --commitment` then refuses any other key"
         + (f"\n[yellow]caution:[/yellow] {fingerprinter.caution}" if fingerprinter.caution else "")))
 
 
-def _query_count(key) -> int:
-    """The number of fingerprint queries the key holds (the first axis of its inputs)."""
+def _input_count(key) -> int:
+    """The number of fingerprint inputs the key holds (every array named ``inputs…``)."""
     arrays = [array for name, array in key.arrays.items() if name.startswith("inputs")]
     return int(sum(len(array) for array in arrays))
