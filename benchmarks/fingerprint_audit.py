@@ -89,8 +89,27 @@ def auc(positives: list[float], negatives: list[float]) -> float | None:
     return float(((pos > neg) + 0.5 * (pos == neg)).mean())
 
 
-def summarise(results: list[dict]) -> str:
-    """Markdown tables: per method the false claims per independent kind, true claims per attack, AUC."""
+def pooled_claims(results: list[dict], keys: Path) -> list[bool]:
+    """Whether each verification would claim against the pooled null (the references' queries pooled into
+    one Clopper–Pearson bound, as thresholds calibrated on a few models usually are) instead of the
+    largest single model's bound that wmtool keeps."""
+    from wmtool.stats import binomial_p_value
+
+    pooled = {}
+    for row in results:
+        name = f"{row['method']}-{row['victim']}"
+        if name not in pooled:
+            key = load_key(keys / f"{name}.json")
+            pooled[name] = max(key.calibration["pooled_rate"], 1 / key.task.num_classes)
+    return [binomial_p_value(round(r["success_rate"] * r["queries"]), r["queries"],
+                             pooled[f"{r['method']}-{r['victim']}"]) < ALPHA for r in results]
+
+
+def summarise(results: list[dict], keys: Path) -> str:
+    """Markdown tables: per method the false claims per independent kind (also against a pooled null),
+    true claims per attack, AUC."""
+    for row, claimed in zip(results, pooled_claims(results, keys)):
+        row["claimed_pooled"] = claimed
     lines = []
     for method in sorted({r["method"] for r in results}):
         rows = [r for r in results if r["method"] == method]
@@ -104,12 +123,14 @@ def summarise(results: list[dict]) -> str:
                   f"ROC AUC (success rate − null rate, copies vs independents): {auc([score(r) for r in copies], [score(r) for r in independents]):.3f}; "
                   f"median queries needed on claimed copies: {int(np.median(needed)) if needed else '-'}; "
                   f"null rate: mean {np.mean([r['null_rate'] for r in rows]):.3f}", "",
-                  "| suspects | claimed at α = 0.01 | mean success rate |", "|---|---|---|"]
+                  "| suspects | claimed at α = 0.01 | mean success rate | claimed against the pooled null |",
+                  "|---|---|---|---|"]
         for role in ("independent", "copy"):
             for kind in sorted({r["kind"] for r in rows if r["role"] == role}):
                 group = [r for r in rows if r["role"] == role and r["kind"] == kind]
-                claimed = sum(r["claimed"] for r in group)
-                lines.append(f"| {role}: {kind} | **{claimed}/{len(group)}** | {np.mean([r['success_rate'] for r in group]):.3f} |")
+                claimed, pooled = sum(r["claimed"] for r in group), sum(r["claimed_pooled"] for r in group)
+                lines.append(f"| {role}: {kind} | **{claimed}/{len(group)}** | "
+                             f"{np.mean([r['success_rate'] for r in group]):.3f} | {pooled}/{len(group)} |")
         lines.append("")
     return "\n".join(lines)
 
@@ -163,7 +184,7 @@ def main() -> None:
                         handle.write(json.dumps(row) + "\n")
                 print(f"{method} {victim['scheme']} seed {victim['seed']}: null {key.null.rate:.3f}, "
                       f"{len(suspects)} suspects in {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
-    summary = summarise(results)
+    summary = summarise(results, args.out / "keys")
     (args.out / "summary.md").write_text(summary)
     print(summary)
 

@@ -83,7 +83,10 @@ def register_fingerprinters(register):
     """Register the ``dataset-inference`` fingerprinter."""
     register(Fingerprinter("dataset-inference", "black-box: is the suspect farther from its boundary on the owner's "
                            "private training points than on public ones? (dataset inference, blind walk)",
-                           fingerprint, "margin-contrast", OPTIONS))
+                           fingerprint, "margin-contrast", OPTIONS, caution=(
+                               "it tests use of the owner's data, not copying of the model (independent models "
+                               "trained on the same data are its positives); in the MNIST audit, on models that "
+                               "do not overfit, it claimed no copy (ROC AUC 0.51)")))
 
 
 @hookimpl
