@@ -53,15 +53,16 @@ def build_model(registry: Registry, card: ModelCard) -> "Classifier":
 
 
 def fresh_model_for(card: ModelCard, registry: Registry, arch: str | None = None,
-                    arch_args: str | dict[str, Any] | None = None) -> "Classifier":
+                    arch_args: str | dict[str, Any] | None = None, *, flag: str = "--student") -> "Classifier":
     """A freshly initialised model for the task of ``card``: architecture ``arch`` (default the card's own)
-    with ``arch_args`` (a dict or a JSON object string); seed torch first for reproducibility."""
+    with ``arch_args`` (a dict or a JSON object string); seed torch first for reproducibility. ``flag`` is
+    the option that names another architecture, for the error when the card's has no fresh form."""
     if isinstance(arch_args, str):
         arch_args = json_object(arch_args, "the architecture arguments")
     name = arch or card.arch
     if not arch and name in registry.names("architecture") and registry.get("architecture", name).from_file:
-        raise UserError(f"the victim's architecture ({name}) is read from its file and has no fresh form: name the "
-                        "new model's architecture (e.g. --student ewe-cnn)")
+        raise UserError(f"the model's architecture ({name}) is read from its file and has no fresh form: name the "
+                        f"new model's architecture (e.g. {flag} ewe-cnn)")
     arguments = arch_args if arch or arch_args else card.arch_args
     return build_model(registry, ModelCard(name, card.input_shape, card.num_classes, dict(arguments or {}),
                                            classes=card.classes))

@@ -16,8 +16,8 @@ from wmtool.keys import Key, load_key
 from wmtool.models import ModelSource
 from wmtool.run import Run
 from wmtool.stats import OwnershipResult
-from wmtool.workflows import (attack_model, data_card, embed_watermark, fingerprint_model, make_key, open_suspect,
-                              train_model, train_references, verify_suspect)
+from wmtool.workflows import (attack_model, data_card, embed_watermark, fingerprint_model, independent_models,
+                              make_key, open_suspect, train_model, verify_suspect)
 from wmtool.workflows import open_model as _open
 
 ModelLike = Any
@@ -112,12 +112,9 @@ def fingerprint(model: str | Path, method: str = "mistakes", *, data: str | Data
     run = _run(device, seed)
     held_out, train_data = _data(data, split, seed), _data(train if train is not None else data, "train", seed)
     opened = _open(run, str(model), ModelSource(), data_card(train_data))
-    if references:
-        independent = [(str(path), open_suspect(run, str(path), ModelSource(), opened.card), file_sha256(path))
-                       for path in references]
-    else:
-        independent = train_references(run, opened, train_data, count=reference_count, arch=reference_arch,
-                                       epochs=reference_epochs)
+    independent = independent_models(run, opened, train_data, [str(path) for path in references or []],
+                                     ModelSource(), count=reference_count, arch=reference_arch,
+                                     epochs=reference_epochs)
     key = fingerprint_model(run, method, options, opened, held_out, train_data, file_sha256(model), independent)
     if save_to is not None:
         save_key(key, save_to, force=force)

@@ -125,23 +125,24 @@ def make_key(run: Run, scheme: str, outcome: EmbedOutcome, model_sha256: str) ->
                outcome.arrays)
 
 
-def train_references(run: Run, model: Classifier, data: Dataset, *, count: int, arch: str | None,
-                     epochs: int) -> list[tuple[str, Classifier, str]]:
-    """``count`` models trained on ``data`` independently of ``model`` (fresh ones of ``arch``, default the
-    model's own architecture, each from its own seed), named for :func:`calibrate_key`."""
+def independent_models(run: Run, model: Classifier, data: Dataset, paths: list[str], source: ModelSource, *,
+                       count: int, arch: str | None, epochs: int) -> list[tuple[str, Predictor, str]]:
+    """Models independent of ``model``, named for :func:`calibrate_key`: the files ``paths`` when any are
+    given, else ``count`` models trained on ``data`` (fresh ones of ``arch``, default the model's own
+    architecture, each from its own seed)."""
+    if paths:
+        from wmtool.models import file_sha256
+
+        return [(path, open_suspect(run, path, source, model.card), file_sha256(path)) for path in paths]
     import torch
 
     from wmtool.models import fresh_model_for
 
-    if arch is None and model.card.arch in run.registry.names("architecture") \
-            and run.registry.get("architecture", model.card.arch).from_file:
-        raise UserError(f"the model's architecture ({model.card.arch}) is read from its file and cannot be trained "
-                        "afresh: give --reference models or --reference-arch")
-    references = []
+    references: list[tuple[str, Predictor, str]] = []
     for index in range(count):
         seed = run.seed + 1000 + index
         torch.manual_seed(seed)
-        reference = fresh_model_for(model.card, run.registry, arch).to(run.torch_device)
+        reference = fresh_model_for(model.card, run.registry, arch, flag="--reference-arch").to(run.torch_device)
         fit_supervised(reference, data.x, data.y, epochs=epochs, batch_size=128, lr=1e-3, seed=seed,
                        progress=run.progress, description=f"independent model {index + 1}/{count}")
         references.append((f"independent model {index + 1} (seed {seed})", reference.eval(), f"trained-{seed}"))

@@ -59,19 +59,15 @@ def fingerprint(
     from wmtool.data import load_dataset
     from wmtool.keys import commitment, save_key
     from wmtool.models import file_sha256
-    from wmtool.workflows import data_card, fingerprint_model, open_model, open_suspect, train_references
+    from wmtool.workflows import data_card, fingerprint_model, independent_models, open_model
 
     fingerprinter, given = chosen_plugin(ctx, run.registry, method)
     refuse_existing([output], force)
     held_out = load_dataset(data, split, seed=run.seed)
     train = load_dataset(data, "train", seed=run.seed)
     owner_model = open_model(run, str(model), source, data_card(train))
-    if reference:
-        independent = [(str(path), open_suspect(run, str(path), source, owner_model.card), file_sha256(path))
-                       for path in reference]
-    else:
-        independent = train_references(run, owner_model, train, count=references, arch=reference_arch,
-                                       epochs=reference_epochs)
+    independent = independent_models(run, owner_model, train, [str(path) for path in reference or []], source,
+                                     count=references, arch=reference_arch, epochs=reference_epochs)
     key = fingerprint_model(run, method, given, owner_model, held_out, train, file_sha256(model), independent)
     save_key(key, output, force=force)
     payload = {"key": str(output), "method": method, "verifier": key.verifier, "params": key.params,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from wmtool.commands.common import OUTPUT, emit, shared_options
-from wmtool.registry import KINDS
+from wmtool.registry import KINDS, Fingerprinter
 from wmtool.run import Run
 
 
@@ -39,6 +39,6 @@ def plugins(*, run: Run) -> None:
 
 def _fingerprinter_fields(item) -> dict:
     """What ``--json`` adds for a fingerprinter: the suspect access it needs and the audit's caution."""
-    if not hasattr(item, "fingerprint"):
+    if not isinstance(item, Fingerprinter):
         return {}
     return {"verifier": item.verifier, "access": item.access, "caution": item.caution}

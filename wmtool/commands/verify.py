@@ -73,8 +73,17 @@ def verify(
     if given and len({owner_key.verifier for owner_key in keys}) > 1:
         raise UserError("verifier options apply to keys of one verifier; these keys name "
                         + ", ".join(sorted({owner_key.verifier for owner_key in keys})))
-    reports = [_verify_one(run, suspect, path, owner_key, source, alpha=alpha, test=test, queries=queries,
-                           given=given, expect_marked=expect_marked) for path, owner_key in zip(key, keys)]
+    from wmtool.models import file_sha256
+    from wmtool.workflows import key_card, open_suspect
+
+    opened = {}  # keys of one task share the opened suspect
+    for owner_key in keys:
+        if owner_key.task not in opened:
+            opened[owner_key.task] = open_suspect(run, str(suspect), source, key_card(owner_key))
+    suspect_sha256 = file_sha256(suspect)  # after opening, which reports a missing or unreadable file
+    reports = [_verify_one(run, suspect, opened[owner_key.task], suspect_sha256, path, owner_key, alpha=alpha,
+                           test=test, queries=queries, given=given, expect_marked=expect_marked)
+               for path, owner_key in zip(key, keys)]
     if len(reports) == 1:
         payload, claimed = reports[0], reports[0]["claimed"]
         emit(run, payload, lambda out: out.print(_line(payload, alpha)))
@@ -96,15 +105,13 @@ def verify(
     raise typer.Exit(0 if claimed else 1)
 
 
-def _verify_one(run: Run, suspect: Path, path: Path, owner_key, source: ModelSource, *, alpha: float, test: str,
-                queries: int | None, given: dict, expect_marked: bool) -> dict:
-    """One key's ownership test of the suspect, as the JSON payload ``verify`` prints."""
-    from wmtool.models import file_sha256
+def _verify_one(run: Run, suspect: Path, model, suspect_sha256: str, path: Path, owner_key, *, alpha: float,
+                test: str, queries: int | None, given: dict, expect_marked: bool) -> dict:
+    """One key's ownership test of the opened suspect ``model``, as the JSON payload ``verify`` prints."""
     from wmtool.stats import queries_needed
-    from wmtool.workflows import key_card, open_suspect, verify_suspect
+    from wmtool.workflows import verify_suspect
 
-    model = open_suspect(run, str(suspect), source, key_card(owner_key))
-    same_file = file_sha256(suspect) == owner_key.model_sha256
+    same_file = suspect_sha256 == owner_key.model_sha256
     if expect_marked and not same_file:
         raise UserError(f"{suspect} is not the model {path} was made for (sha256 differs)")
     result, details = verify_suspect(run, owner_key, model, alpha=alpha, test=test, queries=queries, given=given)
