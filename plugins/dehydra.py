@@ -1,16 +1,19 @@
 """Attack ``dehydra``: watermark removal by model inversion and unlearning, after Neural Dehydration (Lu et
 al., CCS 2024), implemented from the paper's description.
 
-1. **Invert** every class: a batch of images, started from noise, is optimised so that the victim gives
-   them that class (cross-entropy, plus total-variation and L2 priors that keep them image-like). A
-   watermarked model's target class is reached through its watermark's features as well as the class's.
-2. **Find the target class**: each class's recovered images are blended into the attacker's clean images
-   of the other classes (``blend`` of the recovered image, the rest clean); the class to which such blends
-   flip most often, far above the others (median-absolute-deviation anomaly index above ``threshold``, as
-   Neural Cleanse), is the watermark's target. ``--target`` names it instead when known.
-3. **Unlearn**: fine-tune on the recovered images of every other class with their class (keeping the task,
-   with no data needed), the blends of the target's recovered images with their clean images' labels
-   (unlearning the watermark's shortcut), and ``data_share`` of the attacker's labelled data (0: data-free).
+1. **Source images** for every class: ``data_share`` of the attacker's labelled data; a class without
+   any is **inverted** from noise (a batch optimised so that the victim gives it that class, with
+   total-variation and L2 priors that keep it image-like) — with ``data_share 0`` every class is, and the
+   attack needs no data.
+2. **Invert every class pair** (s, c): the smallest mask and pattern that carry s's source images into c
+   (cross-entropy to c plus ``mask_weight`` · the mask's L1 norm). A trigger-set watermark is a shortcut
+   from its source images into its target, so its pair needs an anomalously small mask; pairs whose mask
+   lies far below the others' (median-absolute-deviation anomaly index above ``threshold``) are the
+   watermark's. Pairs, not classes, because a watermark stamped on one source class (the backdoor, EWE)
+   moves only that class — a class-wide trigger search (Neural Cleanse) misses it.
+3. **Unlearn** by self-distillation: fine-tune so that the source images keep the victim's present outputs and,
+   for every flagged pair, s's images carrying the recovered trigger get the outputs the victim gives them
+   without it (the watermark's shortcut is unlearned; the task is not pushed anywhere new).
 """
 
 from __future__ import annotations
@@ -22,18 +25,22 @@ from wmtool.api import Attack, AttackJob, AttackOutcome, Option, UserError, fit_
 WMTOOL_API_VERSION = 1
 
 OPTIONS = (
-    Option("per_class", int, 32, "images recovered per class", min=1),
-    Option("steps", int, 200, "inversion steps per class", min=1),
-    Option("tv", float, 0.05, "weight of the total-variation prior", min=0.0),
-    Option("l2", float, 0.01, "weight of the L2 prior", min=0.0),
-    Option("blend", float, 0.3, "share of a recovered image in a blend with a clean one", min=0.05, max=1.0),
-    Option("threshold", float, 2.0, "anomaly index above which the most flipped-to class is the target", min=0.0),
-    Option("target", int, None, "the watermark's target class, when known (skips detection)", min=0),
-    Option("data_share", float, 0.02, "share of the attacker's labelled data used while unlearning (0: none)",
-           min=0.0, max=1.0),
+    Option("data_share", float, 0.02, "share of the attacker's labelled data used (0: data-free, every class "
+           "inverted from noise)", min=0.0, max=1.0),
+    Option("per_class", int, 32, "images inverted from noise for a class the data share lacks", min=1),
+    Option("steps", int, 200, "inversion steps for those images", min=1),
+    Option("tv", float, 0.05, "weight of the total-variation prior of the noise inversion", min=0.0),
+    Option("l2", float, 0.01, "weight of the L2 prior of the noise inversion", min=0.0),
+    Option("per_pair", int, 16, "source images each class pair's trigger is inverted on", min=1),
+    Option("pair_steps", int, 400, "trigger inversion steps (all pairs of a source class at once)", min=1),
+    Option("mask_weight", float, 0.01, "weight of the mask's L1 norm in the trigger inversion", min=0.0),
+    Option("threshold", float, 1.5, "anomaly index (how far a pair's mask lies below the others') above which a "
+           "pair is unlearned", min=0.0),
+    Option("target", int, None, "the watermark's target class, when known: only pairs into it are flagged, and at "
+           "least the one with the smallest mask", min=0),
     Option("epochs", int, 5, "unlearning epochs", min=1),
-    Option("lr", float, 1e-4, "unlearning learning rate (Adam)", min=0.0),
-    Option("batch_size", int, 64, "unlearning batch size", min=1),
+    Option("lr", float, 1e-3, "unlearning learning rate (Adam)", min=0.0),
+    Option("batch_size", int, 32, "unlearning batch size", min=1),
 )
 
 
@@ -53,7 +60,6 @@ def invert(victim, label: int, count: int, p: dict, seed: int) -> np.ndarray:
     logits.requires_grad_(True)
     optimizer = torch.optim.Adam([logits], lr=0.1)
     labels = torch.full((count,), label, device=device)
-    victim.eval()
     for _ in range(p["steps"]):
         images = torch.sigmoid(logits)
         loss = F.cross_entropy(victim(images), labels) + p["tv"] * total_variation(images) \
@@ -64,67 +70,140 @@ def invert(victim, label: int, count: int, p: dict, seed: int) -> np.ndarray:
     return torch.sigmoid(logits).detach().cpu().numpy().astype(np.float32)
 
 
-def blends(recovered: np.ndarray, clean: np.ndarray, share: float, rng: np.random.Generator) -> np.ndarray:
-    """Each clean image mixed with a random recovered one: share·recovered + (1 − share)·clean."""
-    chosen = recovered[rng.integers(0, len(recovered), size=len(clean))]
-    return (share * chosen + (1.0 - share) * clean).astype(np.float32)
+def stamp(images, mask, pattern):
+    """Images carrying a trigger: (1 − mask)·image + mask·pattern (arrays or tensors that broadcast)."""
+    return (1 - mask) * images + mask * pattern
 
 
-def flip_rates(victim, recovered: dict[int, np.ndarray], x: np.ndarray, y: np.ndarray, share: float,
-               rng: np.random.Generator) -> np.ndarray:
-    """Per class c: the share of blends of c's recovered images into clean images of other classes that the
-    victim then labels c."""
-    rates = np.zeros(len(recovered))
-    for label, images in recovered.items():
-        others = x[y != label][:500]
-        if len(others):
-            rates[label] = float(np.mean(victim.predict(blends(images, others, share, rng)) == label))
-    return rates
+def invert_pairs(victim, images: np.ndarray, source: int, classes: int, p: dict, seed: int):
+    """For every class c ≠ ``source``: the smallest mask (one channel) and pattern that send ``images`` (of
+    class ``source``) to c. Returns masks (K×1×H×W, the source's own row zero), patterns (K×C×H×W)."""
+    import torch
+    import torch.nn.functional as F
+
+    device = victim.device
+    generator = torch.Generator().manual_seed(seed)
+    targets = [c for c in range(classes) if c != source]
+    shape = images.shape[1:]
+    x = torch.from_numpy(images).to(device).unsqueeze(0)
+    mask_logit = torch.full((len(targets), 1, 1, *shape[1:]), -3.0, device=device, requires_grad=True)
+    pattern_logit = (0.1 * torch.randn((len(targets), 1, *shape), generator=generator)).to(device)
+    pattern_logit.requires_grad_(True)
+    optimizer = torch.optim.Adam([mask_logit, pattern_logit], lr=0.1)
+    labels = torch.tensor(targets, device=device).repeat_interleave(len(images))
+    for _ in range(p["pair_steps"]):
+        mask = torch.sigmoid(mask_logit)
+        logits = victim(stamp(x, mask, torch.sigmoid(pattern_logit)).flatten(0, 1))
+        fit_term = F.cross_entropy(logits, labels, reduction="none").view(len(targets), -1).mean(dim=1)
+        loss = (fit_term + p["mask_weight"] * mask.flatten(1).sum(dim=1)).sum()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    masks = np.zeros((classes, 1, *shape[1:]), dtype=np.float32)
+    patterns = np.zeros((classes, *shape), dtype=np.float32)
+    masks[targets] = torch.sigmoid(mask_logit).detach().cpu().numpy()[:, 0]
+    patterns[targets] = torch.sigmoid(pattern_logit).detach().cpu().numpy()[:, 0]
+    return masks, patterns
 
 
-def anomaly(rates: np.ndarray) -> np.ndarray:
-    """(rate − median) / (1.4826 · MAD) per class: how far above the others each flip rate lies."""
-    median = np.median(rates)
-    mad = 1.4826 * np.median(np.abs(rates - median)) + 1e-9
-    return (rates - median) / mad
+def anomaly(sizes: np.ndarray) -> np.ndarray:
+    """(median − size) / (1.4826 · MAD) per entry: how far below the others each mask size lies."""
+    median = np.median(sizes)
+    mad = 1.4826 * np.median(np.abs(sizes - median)) + 1e-9
+    return (median - sizes) / mad
+
+
+def flagged_pairs(scores: np.ndarray, threshold: float, target: int | None) -> list[tuple[int, int]]:
+    """The (source, target) pairs to unlearn: anomaly above ``threshold`` (into ``target`` only, when given,
+    and then at least the most anomalous pair into it). ``scores`` is K×K with NaN on the diagonal."""
+    allowed = np.isfinite(scores)
+    if target is not None:
+        allowed[:, np.arange(scores.shape[1]) != target] = False
+    pairs = [(int(s), int(c)) for s, c in zip(*np.nonzero(allowed & (np.nan_to_num(scores, nan=-np.inf) > threshold)))]
+    if target is not None and not pairs:
+        column = np.where(allowed[:, target], scores[:, target], -np.inf)
+        pairs = [(int(np.argmax(column)), target)]
+    return sorted(pairs, key=lambda pair: -scores[pair])
+
+
+def self_distil(victim, x: np.ndarray, reference: np.ndarray, p: dict, job: AttackJob) -> None:
+    """Fine-tune ``victim`` so that its output on each image of ``x`` is its present output on the same row of
+    ``reference`` (the image without a trigger): soft cross-entropy, so the task is kept as it is."""
+    import torch
+
+    targets = torch.softmax(torch.from_numpy(victim.predict_logits(reference)), dim=1).numpy()
+
+    def loss(net, batch):
+        images, wanted = batch
+        return -(wanted * torch.log_softmax(net(images), dim=1)).sum(dim=1).mean()
+
+    fit_supervised(victim, x, targets, epochs=p["epochs"], batch_size=p["batch_size"], lr=p["lr"], seed=job.seed,
+                   loss=loss, progress=job.progress, description="unlearning")
+
+
+def source_images(job: AttackJob, rng: np.random.Generator) -> dict[int, np.ndarray]:
+    """Per class: its images in the data share, or images inverted from noise when the share has none."""
+    p, victim, data = job.params, job.victim, job.data
+    kept = int(round(p["data_share"] * len(data)))
+    chosen = rng.choice(len(data), size=kept, replace=False) if kept else np.zeros(0, dtype=np.int64)
+    x, y = data.x[chosen], data.y[chosen]
+    classes = victim.card.num_classes
+    missing = [label for label in range(classes) if not np.any(y == label)]
+    out = {label: x[y == label] for label in range(classes) if label not in missing}
+    with job.progress.task("dehydra: inverting classes from noise", len(missing)) as advance:
+        for label in missing:
+            out[label] = invert(victim, label, p["per_class"], p, job.seed + label)
+            advance()
+    return dict(sorted(out.items()))
 
 
 def run(job: AttackJob) -> AttackOutcome:
-    """Invert every class, find the watermark's target, and unlearn it."""
+    """Invert every class pair's trigger, flag the anomalously small ones and unlearn them."""
     p, victim, data = job.params, job.victim, job.data
     rng = np.random.default_rng(job.seed)
     classes = victim.card.num_classes
     if p["target"] is not None and not 0 <= p["target"] < classes:
         raise UserError(f"--target {p['target']} is not one of the model's {classes} classes")
-    recovered = {c: invert(victim, c, p["per_class"], p, job.seed + c) for c in range(classes)}
-    rates = flip_rates(victim, recovered, data.x, data.y, p["blend"], rng)
-    scores = anomaly(rates)
-    target = p["target"] if p["target"] is not None else int(np.argmax(scores))
-    detected = p["target"] is not None or bool(scores[target] > p["threshold"])
-    kept_classes = [c for c in range(classes) if not (detected and c == target)]
-    parts_x = [recovered[c] for c in kept_classes]
-    parts_y = [np.full(p["per_class"], c, dtype=np.int64) for c in kept_classes]
-    if detected:
-        others = data.x[data.y != target][:max(p["per_class"] * 4, 1)]
-        parts_x.append(blends(recovered[target], others, p["blend"], rng))
-        parts_y.append(data.y[data.y != target][:len(others)].astype(np.int64))
-    kept = int(round(p["data_share"] * len(data)))
-    if kept:
-        chosen = rng.choice(len(data), size=kept, replace=False)
-        parts_x.append(data.x[chosen])
-        parts_y.append(data.y[chosen].astype(np.int64))
-    fit_supervised(victim, np.concatenate(parts_x), np.concatenate(parts_y), epochs=p["epochs"],
-                   batch_size=p["batch_size"], lr=p["lr"], seed=job.seed, progress=job.progress,
-                   description="unlearning")
     victim.eval()
-    return AttackOutcome(victim, queries=0, details={"target": target, "detected": detected,
-                                                     "flip_rates": [round(float(r), 4) for r in rates],
-                                                     "anomaly": round(float(scores[target]), 3),
-                                                     "clean_images_used": kept})
+    trainable = [parameter.requires_grad for parameter in victim.parameters()]
+    victim.requires_grad_(False)  # only the inputs are optimised while inverting
+    sources = source_images(job, rng)
+    chosen, masks, patterns, sizes = {}, {}, {}, np.full((classes, classes), np.nan)
+    with job.progress.task("dehydra: inverting class-pair triggers", classes) as advance:
+        for source in range(classes):
+            images = sources[source]
+            chosen[source] = images[rng.choice(len(images), size=p["per_pair"], replace=len(images) < p["per_pair"])]
+            masks[source], patterns[source] = invert_pairs(victim, chosen[source], source, classes, p,
+                                                           job.seed + source)
+            for c in range(classes):
+                if c != source:
+                    sizes[source, c] = float(masks[source][c].sum())
+            advance()
+    for parameter, flag in zip(victim.parameters(), trainable):
+        parameter.requires_grad_(flag)
+    off_diagonal = np.isfinite(sizes)
+    scores = np.full_like(sizes, np.nan)
+    scores[off_diagonal] = anomaly(sizes[off_diagonal])
+    pairs = flagged_pairs(scores, p["threshold"], p["target"])
+    train_x = list(sources.values())
+    stamped = sum(len(chosen[source]) for source, _ in pairs)
+    repeats = max(1, -(-stamped // sum(len(images) for images in train_x)))  # never fewer clean than stamped
+    train_x = train_x * repeats + [stamp(chosen[s], masks[s][c], patterns[s][c]).astype(np.float32) for s, c in pairs]
+    unstamped = np.concatenate(train_x[:len(train_x) - len(pairs)] + [chosen[s] for s, _ in pairs])
+    self_distil(victim, np.concatenate(train_x), unstamped, p, job)
+    victim.eval()
+    best = np.unravel_index(np.nanargmax(scores), scores.shape)
+    return AttackOutcome(victim, queries=0, details={
+        "pairs": [{"source": s, "target": c, "mask": round(float(sizes[s, c]), 2),
+                   "anomaly": round(float(scores[s, c]), 3)} for s, c in pairs],
+        "detected": bool(pairs), "target": pairs[0][1] if pairs else int(best[1]),
+        "most_anomalous": {"source": int(best[0]), "target": int(best[1]),
+                           "anomaly": round(float(scores[best]), 3)},
+        "clean_images_used": int(round(p["data_share"] * len(data)))})
 
 
 @hookimpl
 def register_attacks(register):
     """Register ``dehydra``."""
-    register(Attack("dehydra", "Neural Dehydration: invert every class, find the watermark's target class, "
-                    "unlearn it with little or no data (CCS 2024)", run, OPTIONS, white_box=True))
+    register(Attack("dehydra", "Neural Dehydration: invert class-pair triggers, flag the watermark's, unlearn "
+                    "them with little or no data (CCS 2024)", run, OPTIONS, white_box=True))
