@@ -49,3 +49,24 @@ def test_dehydra_finds_the_target_and_unlearns_the_backdoor(cli, tmp_path, digit
     refused = cli("attack", "dehydra", marked, "--data", "digits", "-o", tmp_path / "x.safetensors", "--target", 12,
                   expect=2)
     assert "--target 12 is not one of the model's 10 classes" in refused.stderr
+
+
+def test_pair_inversion_finds_a_one_pixel_shortcut():
+    import torch
+
+    class Shortcut(torch.nn.Module):
+        """Class 1 when the top-left pixel is bright, else class 0."""
+
+        device = torch.device("cpu")
+
+        def forward(self, x):
+            bright = 20.0 * x[:, 0, 0, 0] - 10.0
+            return torch.stack([torch.zeros_like(bright), bright], dim=1)
+
+    images = np.random.default_rng(0).uniform(0.0, 0.3, size=(8, 1, 4, 4)).astype(np.float32)
+    params = {"pair_steps": 300, "mask_weight": 0.01}
+    masks, patterns = dehydra.invert_pairs(Shortcut(), images, source=0, classes=2, p=params, seed=0)
+    assert masks[0].sum() == 0  # the source's own row is left empty
+    assert masks[1][0, 0, 0] > 0.5 and masks[1].sum() - masks[1][0, 0, 0] < 0.3  # the shortcut pixel, little else
+    stamped = dehydra.stamp(images, masks[1], patterns[1])
+    assert np.all(stamped[:, 0, 0, 0] > 0.5)
