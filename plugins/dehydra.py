@@ -185,12 +185,11 @@ def run(job: AttackJob) -> AttackOutcome:
     scores = np.full_like(sizes, np.nan)
     scores[off_diagonal] = anomaly(sizes[off_diagonal])
     pairs = flagged_pairs(scores, p["threshold"], p["target"])
-    train_x = list(sources.values())
-    stamped = sum(len(chosen[source]) for source, _ in pairs)
-    repeats = max(1, -(-stamped // sum(len(images) for images in train_x)))  # never fewer clean than stamped
-    train_x = train_x * repeats + [stamp(chosen[s], masks[s][c], patterns[s][c]).astype(np.float32) for s, c in pairs]
-    unstamped = np.concatenate(train_x[:len(train_x) - len(pairs)] + [chosen[s] for s, _ in pairs])
-    self_distil(victim, np.concatenate(train_x), unstamped, p, job)
+    clean = list(sources.values())
+    repeats = max(1, -(-len(pairs) * p["per_pair"] // sum(map(len, clean))))  # never fewer clean than stamped
+    stamped = [stamp(chosen[s], masks[s][c], patterns[s][c]).astype(np.float32) for s, c in pairs]
+    self_distil(victim, np.concatenate(clean * repeats + stamped),
+                np.concatenate(clean * repeats + [chosen[s] for s, _ in pairs]), p, job)
     victim.eval()
     best = np.unravel_index(np.nanargmax(scores), scores.shape)
     return AttackOutcome(victim, queries=0, details={
