@@ -110,6 +110,7 @@ def load(path: Path, registry: Any, source: ModelSource, task: ModelCard | None)
             known = ", ".join(registry.names("architecture"))
             raise UserError(f"{path}: the file names no architecture; pass --arch NAME (known: {known}), "
                             "--arch path/to/file.py:Factory or --arch package.module:Factory")
+        task = task or card  # the data's or key's task, else the file's own
         if task is None:
             raise UserError(f"{path}: with --arch, the task (input shape, classes) must come from --data")
         card = dataclasses.replace(task, arch=arch, arch_args=dict(arch_args or {}), code_sha256=None)

@@ -75,13 +75,16 @@ def test_whole_workflow_with_a_file_architecture(cli, user_model, tmp_path):
     card = read_card(marked)
     assert card.arch == arch and card.code_sha256 and card.arch_args == {"num_classes": 10}
 
-    # the outputs need no --arch any more
+    # the outputs name their code, which runs only when this command names it again or trusts the card
     attacked = tmp_path / "attacked.safetensors"
-    cli("attack", "finetune", marked, "--data", "digits", "-o", attacked, "--epochs", 1)
+    refused = cli("attack", "finetune", marked, "--data", "digits", "-o", attacked, "--epochs", 1, expect=2).stderr
+    assert f"names architecture code {arch}" in refused and "--trust-code" in refused and not attacked.exists()
+    cli("attack", "finetune", marked, "--data", "digits", "-o", attacked, "--epochs", 1, "--arch", arch)
     assert read_card(attacked).arch == arch
-    verdict = cli.json("verify", "--key", key, attacked)
+    verdict = cli.json("verify", "--key", key, attacked, "--trust-code")
     assert verdict["claimed"] and verdict["success_rate"] > 0.5
-    assert cli.json("accuracy", marked, "--data", "digits")["accuracy"] > 0.5  # the trained weights, not chance
+    # the trained weights, not chance (the card's task and arguments are kept with --arch)
+    assert cli.json("accuracy", marked, "--data", "digits", "--trust-code")["accuracy"] > 0.5
 
 
 def test_a_factory_function_and_a_relative_path(cli, user_model, monkeypatch, tmp_path):
@@ -107,10 +110,10 @@ def test_changed_or_moved_file_is_reported(cli, user_model, tmp_path):
     out = tmp_path / "model.safetensors"
     cli("train", "--arch", f"{source}:Net", "--data", "digits", "-o", out, "--epochs", 1)
     source.write_text(ARCH + "\n# edited\n")
-    changed = cli("accuracy", out, "--data", "digits", expect=2).stderr
+    changed = cli("accuracy", out, "--data", "digits", "--trust-code", expect=2).stderr
     assert "changed since the model was saved" in changed
     source.unlink()
-    moved = cli("accuracy", out, "--data", "digits", expect=2).stderr
+    moved = cli("accuracy", out, "--data", "digits", "--trust-code", expect=2).stderr
     assert "not found (moved or deleted?)" in moved
     # naming the file again accepts it as it is now
     source.write_text(ARCH + "\n# edited\n")
@@ -151,5 +154,11 @@ def test_config_json_names_a_library_model(cli, user_model, tmp_path, monkeypatc
     exec(ARCH, namespace)
     fake = types.ModuleType("timm")
     fake.create_model = lambda name, pretrained, num_classes: namespace["Net"](num_classes)
+    fake.is_model = lambda name: name == "tiny"
     monkeypatch.setitem(sys.modules, "timm", fake)
     assert cli.json("accuracy", weights, "--data", "digits")["accuracy"] > 0.85
+    # only names timm registers: no hf-hub: or local-dir: source from the file
+    (tmp_path / "config.json").write_text('{"architecture": "hf-hub:someone/tiny", "num_classes": 10}')
+    assert "runs only when you name it" in cli("accuracy", weights, "--data", "digits", expect=2).stderr
+    (tmp_path / "config.json").write_text('{"architecture": "huge", "num_classes": 10}')
+    assert "timm has no architecture 'huge'" in cli("accuracy", weights, "--data", "digits", expect=2).stderr

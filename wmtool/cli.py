@@ -21,8 +21,11 @@ class OneLineErrors(TyperGroup):
 
     def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
              complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
+        from wmtool.user_code import code_scope
+
         try:
-            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            with code_scope(fresh=True):  # code named on this command is allowed for this command only
+                result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
             code = result if isinstance(result, int) else 0
         except UserError as exc:
             code = _fail(str(exc))

@@ -29,11 +29,19 @@ PICKLE_SUFFIXES = {".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin"}
 @dataclass(frozen=True)
 class ModelSource:
     """How the user says to open a model: ``--arch`` (with ``--arch-args``) for weights that name no
-    architecture, and preprocessing flags that override what the model states."""
+    architecture, preprocessing flags that override what the model states, and ``--trust-code`` to run
+    the architecture code a model's own card names (off: only code the user names runs)."""
 
     arch: str | None = None
     arch_args: dict[str, Any] = field(default_factory=dict)
     preprocessing: Preprocessing | None = None
+    trust_code: bool = False
+
+    def allow(self) -> None:
+        """Allow, for this run, the code the user named (``arch``) or, with ``trust_code``, any."""
+        from wmtool.user_code import allow_code
+
+        allow_code(self.arch, everything=self.trust_code)
 
 
 def build_model(registry: Registry, card: ModelCard) -> "Classifier":
@@ -57,8 +65,11 @@ def fresh_model_for(card: ModelCard, registry: Registry, arch: str | None = None
     """A freshly initialised model for the task of ``card``: architecture ``arch`` (default the card's own)
     with ``arch_args`` (a dict or a JSON object string); seed torch first for reproducibility. ``flag`` is
     the option that names another architecture, for the error when the card's has no fresh form."""
+    from wmtool.user_code import allow_code
+
     if isinstance(arch_args, str):
         arch_args = json_object(arch_args, "the architecture arguments")
+    allow_code(arch)  # named by the user (an option of theirs); the card's own is not
     name = arch or card.arch
     if not arch and name in registry.names("architecture") and registry.get("architecture", name).from_file:
         raise UserError(f"the model's architecture ({name}) is read from its file and has no fresh form: name the "
@@ -110,8 +121,14 @@ def load_model(path: str | Path, registry: Registry, source: ModelSource = Model
     taking input shape, classes and preprocessing from ``task`` (a dataset's or key's). The user's
     preprocessing flags override the stored ones.
     """
+    from wmtool.user_code import UntrustedCode
+
     path = check_readable(path)
-    model = registry.format_for(path).load(path, registry, source, task)
+    source.allow()
+    try:
+        model = registry.format_for(path).load(path, registry, source, task)
+    except UntrustedCode as refusal:
+        raise UntrustedCode(f"{path}: {refusal}") from None
     if source.preprocessing is not None:
         model.card = dataclasses.replace(model.card, preprocessing=source.preprocessing)
     return model
@@ -122,6 +139,7 @@ def open_predictor(path: str | Path, registry: Registry, source: ModelSource = M
     """A model to query black-box: the format's own predictor (ONNX: onnxruntime) if it has one, else the
     torch module in evaluation mode on ``device`` (auto, cpu or cuda)."""
     path = check_readable(path)
+    source.allow()
     model_format = registry.format_for(path)
     if model_format.predictor is not None:
         return model_format.predictor(path, registry, source, task, device)

@@ -12,6 +12,12 @@ The factory is called with the ``--arch-args`` JSON object as keyword arguments 
 ``torch.nn.Module`` that maps a batch of preprocessed images to logits. **Loading such an architecture
 runs its code**, with your permissions, exactly as importing it in Python would: only name files you
 trust. wmtool itself never unpickles; the weights still come from safetensors.
+
+**Code is run only when the user names it.** A model file, folder or key is untrusted input, and its
+card may name code too; :func:`build_from_code` imports a ``file.py`` or ``module`` spec only when this
+run allowed it (:func:`allow_code`: the user's ``--arch``, ``--student``, ``--reference-arch`` or a sweep
+spec's field, or ``--trust-code`` for every spec the models name). Library specs (``timm:``,
+``transformers:``) build only models registered in those libraries and need no permission.
 """
 
 from __future__ import annotations
@@ -21,12 +27,65 @@ import importlib
 import importlib.util
 import json
 import sys
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from wmtool.errors import UserError
 
 LIBRARIES = {"timm": "timm", "transformers": "transformers"}
+
+
+@dataclass(frozen=True)
+class CodeTrust:
+    """The code this run may import: specs the user named (canonical form), or everything (--trust-code)."""
+
+    named: frozenset[str] = frozenset()
+    everything: bool = False
+
+    def permits(self, spec: str) -> bool:
+        """Whether the canonical ``spec`` may be imported."""
+        return self.everything or spec in self.named
+
+
+_TRUST: ContextVar[CodeTrust] = ContextVar("wmtool_code_trust", default=CodeTrust())
+
+
+def allow_code(spec: str | None = None, *, everything: bool = False) -> None:
+    """Record that the user named ``spec`` on this run (it may then be imported, from a model's card too), or
+    with ``everything`` that they trust whatever code the models of this run name (``--trust-code``)."""
+    trust = _TRUST.get()
+    named = trust.named | {canonical(spec)} if spec and is_code_spec(spec) else trust.named
+    _TRUST.set(CodeTrust(named, trust.everything or everything))
+
+
+@contextmanager
+def code_scope(*, fresh: bool) -> Iterator[None]:
+    """The extent of one run's permissions: ``--trust-code`` ends with the scope; with ``fresh`` (one
+    command) so does the code named in it, else (a Python session) named code stays allowed afterwards."""
+    before = _TRUST.get()
+    token = _TRUST.set(CodeTrust() if fresh else before)
+    try:
+        yield
+    finally:
+        named = _TRUST.get().named
+        _TRUST.reset(token)
+        if not fresh:
+            _TRUST.set(CodeTrust(before.named | named, before.everything))
+
+
+class UntrustedCode(UserError):
+    """A model's card names code the user did not allow on this run."""
+
+
+def _check_allowed(spec: str) -> None:
+    """Refuse to import code the user did not name on this run, in one line that says how to accept it."""
+    if not _TRUST.get().permits(spec):
+        raise UntrustedCode(f"the model names architecture code {spec}, which wmtool runs only when you name it (a "
+                            f"model is untrusted input): pass --arch {spec} if you trust that code, or --trust-code "
+                            "to run the code that the models of this command name")
 
 
 def is_code_spec(arch: str) -> bool:
@@ -88,6 +147,8 @@ def _library_factory(library: str, name: str) -> Callable[..., Any]:
     """A factory building ``name`` of timm or transformers with random weights."""
     module = _library(library)
     if library == "timm":
+        if not module.is_model(name):  # a registered name only: no hf-hub: or local-dir: source
+            raise UserError(f"timm has no architecture {name!r}")
         return lambda **kwargs: module.create_model(name, pretrained=False, **kwargs)
 
     def build(config: dict[str, Any] | None = None, **kwargs: Any) -> Any:
@@ -96,7 +157,7 @@ def _library_factory(library: str, name: str) -> Callable[..., Any]:
         if model_type is None:
             raise UserError("a transformers architecture needs its config.json's model_type")
         cls = getattr(module, name, None)
-        if cls is None:
+        if not (isinstance(cls, type) and issubclass(cls, module.PreTrainedModel)):
             raise UserError(f"transformers has no model class {name!r}")
         return logits_class(cls)(module.AutoConfig.for_model(model_type, **settings, **kwargs))
 
@@ -121,6 +182,7 @@ def build_from_code(spec: str, arguments: dict[str, Any], expected_sha256: str |
     if where in LIBRARIES:
         factory = _library_factory(where, name)
     else:
+        _check_allowed(spec)
         if where.endswith(".py"):
             module, digest = _from_file(Path(where), expected_sha256)
         else:

@@ -61,7 +61,10 @@ def open_suspect(run: Run, path: str, source: ModelSource = ModelSource(),
 
 
 def new_model(run: Run, arch: str, arch_args: dict[str, Any], data: Dataset) -> "Classifier":
-    """A freshly initialised model of ``arch`` for ``data``'s task, on the run's device."""
+    """A freshly initialised model of ``arch`` (the user's choice) for ``data``'s task, on the run's device."""
+    from wmtool.user_code import allow_code
+
+    allow_code(arch)
     run.seed_once()
     device = run.torch_device
     card = data_card(data)

@@ -45,11 +45,13 @@ class OptionGroup:
 
 
 def model_source(arch: str | None = None, arch_args: str | None = None, input_range: float | None = None,
-                 mean: str | None = None, std: str | None = None, layout: str | None = None) -> "ModelSource":
+                 mean: str | None = None, std: str | None = None, layout: str | None = None,
+                 trust_code: bool = False) -> "ModelSource":
     """The :class:`~wmtool.models.ModelSource` the flags state."""
     from wmtool.models import ModelSource
 
-    return ModelSource(arch, parse_arch_args(arch_args), preprocessing_flags(input_range, mean, std, layout))
+    return ModelSource(arch, parse_arch_args(arch_args), preprocessing_flags(input_range, mean, std, layout),
+                       trust_code)
 
 
 ArchArgsOpt = Annotated[str | None, typer.Option("--arch-args", help="JSON object of the architecture's arguments.")]
@@ -67,8 +69,12 @@ SOURCE = OptionGroup("source", (
     ("std", Annotated[str | None, typer.Option("--std", help="Preprocessing: std per channel, divided by.")], None),
     ("layout", Annotated[str | None, typer.Option("--layout", help="Preprocessing: NCHW or NHWC input layout.")],
      None),
+    ("trust_code", Annotated[bool, typer.Option("--trust-code", help=(
+        "Run the architecture code (file.py:Factory, module:Factory) that a model's own card names. Off: such "
+        "code runs only when you name it with --arch; use this only for files you trust."))], False),
 ), model_source)
-"""How to open a model: ``--arch``, ``--arch-args``, ``--input-range``, ``--mean``, ``--std``, ``--layout``."""
+"""How to open a model: ``--arch``, ``--arch-args``, ``--input-range``, ``--mean``, ``--std``, ``--layout``,
+``--trust-code``."""
 
 RUN = OptionGroup("run", (("json_out", JsonOpt, False), ("quiet", QuietOpt, False), ("device", DeviceOpt, "auto"),
                           ("seed", SeedOpt, 0)),
