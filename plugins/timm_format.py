@@ -15,8 +15,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from wmtool.api import (METADATA_KEY, RESAMPLING, Architecture, ModelCard, ModelFormat, ModelSource, Option,
-                        Preprocessing, UserError, hookimpl)
+from wmtool.api import (MAX_SIDE, METADATA_KEY, RESAMPLING, Architecture, ModelCard, ModelFormat, ModelSource, Option,
+                        Preprocessing, UserError, hookimpl, inside, staged)
 from wmtool_plugins.safetensors_format import add_metadata, read_header
 from wmtool_plugins.transformers_format import read_json, snapshot
 
@@ -52,7 +52,7 @@ def library() -> Any:
 def weights(folder: Path) -> Path:
     """The folder's safetensors weights; pickles only are refused with how to convert them."""
     if (folder / WEIGHTS).is_file():
-        return folder / WEIGHTS
+        return inside(folder, WEIGHTS, str(folder))
     if any(folder.glob("*.bin")) or any(folder.glob("*.pth")):
         raise UserError(f"{folder}: the weights are a pickle (pytorch_model.bin), which wmtool never loads (it can run "
                         "code); convert them once where you trust the file: timm.models.save_for_hf(model, DIR, "
@@ -62,8 +62,17 @@ def weights(folder: Path) -> Path:
 
 def card_of(config: dict[str, Any]) -> ModelCard:
     """The card a timm config states: input size, classes, mean and std (on [0, 1] pixels)."""
+    try:
+        return _card_of(config)
+    except (TypeError, ValueError, IndexError, KeyError) as exc:
+        raise UserError(f"timm config.json: malformed pretrained_cfg or classes ({exc})") from None
+
+
+def _card_of(config: dict[str, Any]) -> ModelCard:
     pretrained = config.get("pretrained_cfg") or {}
     size = pretrained.get("input_size") or [3, 224, 224]
+    if len(size) != 3:
+        raise ValueError(f"input_size {size!r} is not [channels, height, width]")
     channels = int(size[0])
     num_classes = int(config.get("num_classes", pretrained.get("num_classes", 1000)))
     names = config.get("label_names") or pretrained.get("label_names")
@@ -89,14 +98,34 @@ def load(path: Path, registry: Any, source: ModelSource, task: ModelCard | None)
     from wmtool.api import Classifier
 
     folder = snapshot(path)
-    weights(folder)
+    files = {WEIGHTS: weights(folder), "config.json": inside(folder, "config.json", str(path))}
     config = read_json(folder / "config.json")
+    card = card_of(config)
     timm = library()
-    try:
-        model = timm.create_model(f"local-dir:{folder}", pretrained=True)
-    except (RuntimeError, ValueError, KeyError, TypeError) as exc:
-        raise UserError(f"{path}: timm cannot load this folder ({str(exc).splitlines()[0][:300]})") from None
-    return Classifier(model.float(), card_of(config))
+    check_architecture(timm, config, path)
+    with staged(files) as checked:
+        try:
+            model = timm.create_model(f"local-dir:{checked}", pretrained=True)
+        except Exception as exc:  # the library on a hostile folder: any failure is one line
+            raise UserError(f"{path}: timm cannot load this folder ({type(exc).__name__}: "
+                            f"{(str(exc).splitlines() or [''])[0][:300]})") from None
+    return Classifier(model.float(), card)
+
+
+def check_architecture(timm: Any, config: dict[str, Any], path: Path) -> None:
+    """Refuse an architecture timm does not register (no ``hf-hub:`` or ``local-dir:`` source, no code) and
+    model arguments that would build an absurdly large model."""
+    name = config.get("architecture")
+    if not isinstance(name, str) or not timm.is_model(name) or ":" in name:
+        raise UserError(f"{path}: config.json names architecture {name!r}, which timm does not register (wmtool "
+                        "builds only timm's own architectures)")
+    model_args = config.get("model_args") or {}
+    if not isinstance(model_args, dict):
+        raise UserError(f"{path}: config.json's model_args is not an object")
+    sizes = model_args.get("img_size")
+    for side in sizes if isinstance(sizes, (list, tuple)) else [sizes] if sizes is not None else []:
+        if not isinstance(side, int) or not 1 <= side <= MAX_SIDE:
+            raise UserError(f"{path}: config.json's model_args img_size {sizes!r}: sides run from 1 to {MAX_SIDE}")
 
 
 def build(input_shape: tuple[int, ...], num_classes: int, name: str = "", model_args: str = "{}",
@@ -104,8 +133,11 @@ def build(input_shape: tuple[int, ...], num_classes: int, name: str = "", model_
     """A fresh timm model of the stored name and arguments (timm's initialisation)."""
     if not name:
         raise UserError("architecture timm needs the folder's config.json (give the folder instead)")
-    arguments = {"num_classes": num_classes, "in_chans": input_shape[0], **json.loads(model_args)}
-    return library().create_model(name, pretrained=False, **arguments)
+    timm = library()
+    arguments = json.loads(model_args)
+    check_architecture(timm, {"architecture": name, "model_args": arguments}, Path("the model's card"))
+    return timm.create_model(name, pretrained=False, **{"num_classes": num_classes, "in_chans": input_shape[0],
+                                                        **arguments})
 
 
 def save(model: Any, folder: Path, registry: Any) -> None:

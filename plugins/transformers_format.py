@@ -23,8 +23,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from wmtool.api import (METADATA_KEY, PIL_RESAMPLING, Architecture, ModelCard, ModelFormat, ModelSource, Option,
-                        Preprocessing, UserError, hookimpl)
+from wmtool.api import (MAX_CLASSES, METADATA_KEY, PIL_RESAMPLING, Architecture, ModelCard, ModelFormat, ModelSource,
+                        Option, Preprocessing, UserError, hookimpl, inside, read_config, staged)
 from wmtool_plugins.safetensors_format import add_metadata, read_header
 
 WMTOOL_API_VERSION = 1
@@ -41,28 +41,28 @@ KINDS = {"SequenceClassification": "a text classifier", "TokenClassification": "
 
 def snapshot(path: Path) -> Path:
     """The folder itself, or for a Hugging Face cache folder (``models--org--name``) the snapshot that
-    ``refs/main`` names (else its only snapshot)."""
+    ``refs/main`` names (else its only snapshot); a name that leads out of the cache folder is refused."""
     snapshots = path / "snapshots"
     if not snapshots.is_dir():
         return path
     ref = path / "refs" / "main"
-    if ref.is_file() and (snapshots / ref.read_text().strip()).is_dir():
-        return snapshots / ref.read_text().strip()
+    if ref.is_file():
+        with open(ref, "rb") as handle:
+            name = handle.read(256).decode("utf-8", "replace").strip()
+        if "/" in name or "\\" in name:
+            raise UserError(f"{ref} names {name!r}, not a snapshot: only folders inside the cache folder are read")
+        chosen = inside(snapshots, name, str(ref), root=path)
+        if chosen.is_dir():
+            return chosen
     found = sorted(p for p in snapshots.iterdir() if p.is_dir())
     if len(found) != 1:
         raise UserError(f"{path}: a cache folder with {len(found)} snapshots and no refs/main; give the snapshot folder")
-    return found[0]
+    return inside(snapshots, found[0].name, str(path), root=path)
 
 
 def read_json(path: Path) -> dict[str, Any]:
-    """A JSON object file, or one clear error."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path}: unreadable JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: not a JSON object")
-    return data
+    """A JSON object file of the folder (bounded in size and depth, inside the folder), or one clear error."""
+    return read_config(inside(path.parent, path.name, str(path)), str(path))
 
 
 def recognises(path: Path) -> bool:
@@ -73,23 +73,33 @@ def recognises(path: Path) -> bool:
     return config.is_file() and isinstance(read_json(config).get("architectures"), list)
 
 
-def weight_files(folder: Path) -> list[Path]:
-    """The safetensors files holding the weights (the shards an index lists, or the single file); a
-    folder with pickles only is refused with how to convert it."""
+def weight_files(folder: Path) -> dict[str, Path]:
+    """The safetensors files holding the weights, by their names in the folder (the shards an index
+    lists, or the single file), each checked to lie inside the folder; a folder with pickles only is
+    refused with how to convert it."""
     if (folder / INDEX).is_file():
         index = read_json(folder / INDEX)
-        names = sorted(set(index.get("weight_map", {}).values())) if isinstance(index.get("weight_map"), dict) else []
-        missing = [name for name in names if not (folder / name).is_file()]
-        if not names or missing:
-            raise UserError(f"{folder / INDEX}: lists no shards, or shards that are missing: {', '.join(missing)}")
-        return [folder / name for name in names]
+        weight_map = index.get("weight_map")
+        names = sorted(set(weight_map.values())) if isinstance(weight_map, dict) else []
+        if not names or not all(isinstance(name, str) for name in names):
+            raise UserError(f"{folder / INDEX}: lists no shards")
+        files = {name: inside(folder, name, str(folder / INDEX)) for name in names}
+        missing = [name for name, file in files.items() if not file.is_file()]
+        if missing:
+            raise UserError(f"{folder / INDEX}: lists shards that are missing: {', '.join(missing)}")
+        return {INDEX: inside(folder, INDEX, str(folder)), **files}
     if (folder / SINGLE).is_file():
-        return [folder / SINGLE]
+        return {SINGLE: inside(folder, SINGLE, str(folder))}
     if any((folder / name).is_file() for name in PICKLES):
         raise UserError(f"{folder}: the weights are a pickle (pytorch_model.bin), which wmtool never loads (it can "
                         "run code); convert them once where you trust the file: AutoModelForImageClassification."
                         "from_pretrained(DIR).save_pretrained(DIR) writes model.safetensors")
     raise UserError(f"{folder}: no model.safetensors or {INDEX}")
+
+
+def shards(files: dict[str, Path]) -> list[Path]:
+    """The safetensors files among :func:`weight_files` (not the index)."""
+    return [file for name, file in files.items() if name != INDEX]
 
 
 def library() -> Any:
@@ -107,9 +117,15 @@ def library() -> Any:
 
 
 def check_image_classifier(config: dict[str, Any], where: Path) -> str:
-    """The architecture's class name, or one error naming the kind of model that image data cannot feed."""
+    """The architecture's class name, or one error naming the kind of model that image data cannot feed
+    (or a class count no classifier has)."""
     name = str(config["architectures"][0]) if config.get("architectures") else "?"
     if name.endswith("ForImageClassification"):
+        labels = config.get("id2label")
+        count = len(labels) if isinstance(labels, (dict, list)) else config.get("num_labels", 2)
+        if not isinstance(count, int) or not 2 <= count <= MAX_CLASSES:
+            raise UserError(f"{where}: config.json states {count!r} classes; wmtool reads classifiers of 2 to "
+                            f"{MAX_CLASSES:,} classes")
         return name
     kind = next((text for key, text in KINDS.items() if name.endswith(key)), f"a {config.get('model_type', '?')} model")
     raise UserError(f"{where}: {kind} ({name}): image data cannot feed it; wmtool reads image classifiers "
@@ -188,14 +204,34 @@ def load(path: Path, registry: Any, source: ModelSource, task: ModelCard | None)
     check_image_classifier(config, path)
     files = weight_files(folder)
     processor = read_json(folder / PROCESSOR) if (folder / PROCESSOR).is_file() else {}
+    weights = shards(files)
+    card = card_of(folder, config, processor, max(f.stat().st_size for f in weights) if len(weights) > 1 else 0)
     transformers = library()
-    try:
-        model = transformers.AutoModelForImageClassification.from_pretrained(
-            str(folder), local_files_only=True, use_safetensors=True)
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        raise UserError(f"{path}: transformers cannot load this folder ({str(exc).splitlines()[0][:300]})") from None
-    card = card_of(folder, config, processor, max(f.stat().st_size for f in files) if len(files) > 1 else 0)
+    if config.get("model_type") not in transformers.CONFIG_MAPPING:
+        raise UserError(f"{path}: config.json's model_type {config.get('model_type')!r} is not one transformers "
+                        "has; wmtool never imports a folder's own code (auto_map, trust_remote_code)")
+    check_output_count(path, config, files)
+    with staged({CONFIG: inside(folder, CONFIG, str(path)), **files}) as checked:
+        try:
+            model = transformers.AutoModelForImageClassification.from_pretrained(
+                str(checked), local_files_only=True, use_safetensors=True, trust_remote_code=False)
+        except Exception as exc:  # the library on a hostile folder: any failure is one line
+            raise UserError(f"{path}: transformers cannot load this folder ({type(exc).__name__}: "
+                            f"{(str(exc).splitlines() or [''])[0][:300]})") from None
     return Classifier(ImageClassifierNet.wrap(model.float()), card)
+
+
+def check_output_count(path: Path, config: dict[str, Any], files: dict[str, Path]) -> None:
+    """Refuse a config whose class count no classifier tensor of the weights has (read from the headers:
+    a 2-D tensor named ``…classifier….weight`` or ``…head….weight``)."""
+    labels = config.get("id2label")
+    count = len(labels) if isinstance(labels, (dict, list)) else int(config.get("num_labels", 2))
+    heads = {name: info["shape"] for file in shards(files) for name, info in read_header(file)[0].items()
+             if name.endswith(".weight") and len(info["shape"]) == 2 and ("classifier" in name or "head" in name)}
+    if heads and all(shape[0] != count for shape in heads.values()):
+        name, shape = sorted(heads.items())[-1]
+        raise UserError(f"{path}: config.json states {count} classes, but the weights' classifier {name} has "
+                        f"{shape[0]} outputs")
 
 
 def build(input_shape: tuple[int, ...], num_classes: int, config: str = "{}", processor: str = "{}",
@@ -222,7 +258,7 @@ def save(model: Any, folder: Path, registry: Any) -> None:
     processor = json.loads(card.arch_args.get("processor") or "{}")
     if processor:
         (folder / PROCESSOR).write_text(json.dumps(processor, indent=2, sort_keys=True) + "\n")
-    for file in weight_files(folder):
+    for file in shards(weight_files(folder)):
         add_metadata(file, {"format": "pt", METADATA_KEY: json.dumps(card.to_json())})
 
 
@@ -230,7 +266,7 @@ def describe(path: Path) -> dict[str, Any]:
     """Config, processor and the tensors of every shard, read from their headers."""
     folder = snapshot(path)
     config = read_json(folder / CONFIG)
-    files = weight_files(folder)
+    files = shards(weight_files(folder))
     tensors: dict[str, Any] = {}
     for file in files:
         tensors.update(read_header(file)[0])

@@ -27,15 +27,16 @@ if TYPE_CHECKING:  # the lazily resolved names, for type checkers and import-lin
     from wmtool.atomic import write_atomic
     from wmtool.classifier import Classifier
     from wmtool.data import Dataset, load_dataset, split_validation
+    from wmtool.folders import inside, read_config, staged
     from wmtool.jobs import (AttackJob, AttackOutcome, EmbedJob, EmbedOutcome, Evidence, FingerprintJob,
                              FingerprintOutcome, Predictor, VerifyJob)
     from wmtool.keys import Key, NullRate, Task, load_key
-    from wmtool.model_card import METADATA_KEY, ModelCard
+    from wmtool.model_card import MAX_CLASSES, METADATA_KEY, ModelCard
     from wmtool.models import ModelSource, build_model, fresh_model_for, load_weights, state_shapes
     from wmtool.parameters import (PENALTY_OPTIONS, bit_positions, bits_outcome, choose_bits, clean_training,
                                    find_tensor, largest_weight, named_parameter, parameter_arrays, regenerate_bits,
                                    train_with_penalty)
-    from wmtool.preprocessing import PIL_RESAMPLING, RESAMPLING, Preprocessing
+    from wmtool.preprocessing import MAX_SIDE, PIL_RESAMPLING, RESAMPLING, Preprocessing
     from wmtool.progress import Progress
     from wmtool.representations import capture, snnl
     from wmtool.training import accuracy, batches, cross_entropy, fit, fit_supervised
@@ -48,15 +49,16 @@ _LAZY: dict[str, tuple[str, ...]] = {
     "atomic": ("write_atomic",),
     "classifier": ("Classifier",),
     "data": ("Dataset", "load_dataset", "split_validation"),
+    "folders": ("inside", "read_config", "staged"),
     "jobs": ("AttackJob", "AttackOutcome", "EmbedJob", "EmbedOutcome", "Evidence", "FingerprintJob",
              "FingerprintOutcome", "Predictor", "VerifyJob"),
     "keys": ("Key", "NullRate", "Task", "load_key"),
-    "model_card": ("METADATA_KEY", "ModelCard"),
+    "model_card": ("MAX_CLASSES", "METADATA_KEY", "ModelCard"),
     "models": ("ModelSource", "build_model", "fresh_model_for", "load_weights", "state_shapes"),
     "parameters": ("PENALTY_OPTIONS", "bit_positions", "bits_outcome", "choose_bits", "clean_training",
                    "find_tensor", "largest_weight", "named_parameter", "parameter_arrays", "regenerate_bits",
                    "train_with_penalty"),
-    "preprocessing": ("PIL_RESAMPLING", "Preprocessing", "RESAMPLING"),
+    "preprocessing": ("MAX_SIDE", "PIL_RESAMPLING", "Preprocessing", "RESAMPLING"),
     "progress": ("Progress",),
     "representations": ("capture", "snnl"),
     "training": ("accuracy", "batches", "cross_entropy", "fit", "fit_supervised"),

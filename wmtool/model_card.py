@@ -10,6 +10,11 @@ from wmtool.errors import UserError
 from wmtool.preprocessing import Preprocessing
 
 METADATA_KEY = "wmtool"
+MAX_CLASSES = 100_000
+"""The most classes a model card may state (ImageNet-21k has 21,843)."""
+MAX_INPUT_ELEMENTS = 2**26
+"""The most numbers one input may hold (3 × 4096 × 4096 is 50 million): a card claiming more is refused
+before anything is allocated for it."""
 
 
 @dataclass(frozen=True)
@@ -23,6 +28,16 @@ class ModelCard:
     preprocessing: Preprocessing = Preprocessing()
     classes: tuple[str, ...] | None = None
     code_sha256: str | None = None
+
+    def __post_init__(self) -> None:
+        elements = 1
+        for side in self.input_shape:
+            elements *= side
+        if elements > MAX_INPUT_ELEMENTS:
+            raise UserError(f"an input of shape {tuple(self.input_shape)} holds {elements:,} numbers, more than "
+                            f"wmtool feeds a model ({MAX_INPUT_ELEMENTS:,})")
+        if self.num_classes > MAX_CLASSES:
+            raise UserError(f"{self.num_classes:,} classes are more than wmtool reads ({MAX_CLASSES:,})")
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dictionary."""

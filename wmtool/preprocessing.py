@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -11,6 +12,8 @@ from wmtool.errors import UserError
 
 
 RESAMPLING = ("nearest", "bilinear", "bicubic")
+MAX_SIDE = 8192
+"""The largest side an image is resized to."""
 PIL_RESAMPLING = {0: "nearest", 2: "bilinear", 3: "bicubic"}
 """PIL's resampling codes (as image processors store them) that wmtool resizes with; others: bilinear."""
 
@@ -32,14 +35,16 @@ class Preprocessing:
     resample: str = "bilinear"
 
     def __post_init__(self) -> None:
-        if self.input_range <= 0:
+        if not (math.isfinite(self.input_range) and self.input_range > 0):
             raise UserError(f"input range must be positive, got {self.input_range}")
+        if any(not math.isfinite(value) for value in (*(self.mean or ()), *(self.std or ()))):
+            raise UserError(f"mean and std must be finite numbers, got {self.mean} and {self.std}")
         if self.layout not in ("NCHW", "NHWC"):
             raise UserError(f"layout must be NCHW or NHWC, got {self.layout!r}")
         if self.std is not None and any(value <= 0 for value in self.std):
             raise UserError(f"std values must be positive, got {self.std}")
-        if self.size is not None and (len(self.size) != 2 or min(self.size) < 1):
-            raise UserError(f"resize size must be two positive sizes, got {self.size}")
+        if self.size is not None and (len(self.size) != 2 or min(self.size) < 1 or max(self.size) > MAX_SIDE):
+            raise UserError(f"resize size must be two sizes from 1 to {MAX_SIDE}, got {self.size}")
         if self.resample not in RESAMPLING:
             raise UserError(f"resampling must be one of {', '.join(RESAMPLING)}, got {self.resample!r}")
 

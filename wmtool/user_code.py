@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
-import json
 import sys
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -204,15 +203,13 @@ def build_from_code(spec: str, arguments: dict[str, Any], expected_sha256: str |
 def spec_from_config(weights: Path) -> tuple[str, dict[str, Any]] | None:
     """The architecture a ``config.json`` beside ``weights`` names (timm's ``architecture`` or transformers'
     ``architectures``) with its arguments, or None when there is no such file."""
+    from wmtool.folders import inside, read_config
+
     config_path = weights.with_name("config.json")
     if not config_path.is_file():
         return None
-    try:
-        config = json.loads(config_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{config_path}: unreadable config.json ({exc})") from None
-    if not isinstance(config, dict):
-        return None
+    config = read_config(inside(config_path.parent, config_path.name, str(config_path), root=config_path.parent),
+                         str(config_path))
     if isinstance(config.get("architecture"), str):
         arguments = {k: config[k] for k in ("num_classes", "in_chans") if k in config}
         return f"timm:{config['architecture']}", arguments
