@@ -14,7 +14,10 @@ from wmtool.errors import UserError
 def refuse_existing(paths: list[Path] | tuple[Path, ...], force: bool) -> None:
     """Refuse to overwrite an existing output without ``force`` (called before any work, and again at writing)."""
     for path in paths:
-        if Path(path).exists() and not force:
+        path = Path(path)
+        if path.exists() and not (path.is_file() or path.is_dir()):
+            raise UserError(f"{path} is not a file or folder (a device or pipe?); wmtool writes outputs as files")
+        if path.exists() and not force:
             raise UserError(f"{path} exists; pass --force to overwrite it")
 
 
@@ -29,7 +32,10 @@ def write_atomic(path: str | Path, data: bytes, *, private: bool = False, force:
     if not folder.is_dir():
         raise UserError(f"cannot write {path}: folder {folder} does not exist")
     refuse_existing([path], force)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -37,9 +43,11 @@ def write_atomic(path: str | Path, data: bytes, *, private: bool = False, force:
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o600 if private else 0o644)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError):  # a full disk, a quota: the old file stays as it was
+            raise UserError(f"cannot write {path}: {exc.strerror or exc} (any file there is unchanged)") from None
         raise
     return path
 
@@ -53,7 +61,10 @@ def write_folder_atomic(path: str | Path, fill: Callable[[Path], None], *, force
     if not parent.is_dir():
         raise UserError(f"cannot write {path}: folder {parent} does not exist")
     refuse_existing([path], force)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=parent))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=parent))
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
     old = None
     try:
         fill(tmp)
@@ -62,10 +73,12 @@ def write_folder_atomic(path: str | Path, fill: Callable[[Path], None], *, force
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=parent))
             os.replace(path, old / path.name)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         if old is not None and not path.exists():
             os.replace(old / path.name, path)
+        if isinstance(exc, OSError):
+            raise UserError(f"cannot write {path}: {exc.strerror or exc} (any folder there is unchanged)") from None
         raise
     finally:
         if old is not None:

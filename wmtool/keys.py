@@ -255,4 +255,24 @@ def key_from_json(doc: Any, source: str = "key") -> Key:
         raise UserError(f"{source}: model_sha256 is not a sha256 hex digest")
     if not 0 <= key.null.rate < 1 or key.task.num_classes < 2:
         raise UserError(f"{source}: null rate or class count out of range")
+    _check_arrays(key, source)
     return key
+
+
+def _check_arrays(key: Key, source: str) -> None:
+    """Refuse watermark arrays that no model could be queried with: NaN or infinite values, inputs whose
+    shape does not fit the key's task, labels outside its classes."""
+    for name, array in key.arrays.items():
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            raise UserError(f"{source}: key array {name!r} holds NaN or infinite values")
+    inputs, labels = key.arrays.get("inputs"), key.arrays.get("labels")
+    task = key.task
+    if inputs is not None and (inputs.ndim != 1 + len(task.input_shape)
+                               or not task.preprocessing.accepts(inputs.shape[1:], task.input_shape)):
+        raise UserError(f"{source}: key inputs of shape {tuple(inputs.shape[1:])} do not fit its task's input shape "
+                        f"{tuple(task.input_shape)}")
+    if labels is not None and labels.size and (labels.dtype.kind not in "iu" or labels.min() < 0
+                                               or labels.max() >= task.num_classes):
+        raise UserError(f"{source}: key labels are not classes 0 to {task.num_classes - 1} of its task")
+    if inputs is not None and labels is not None and len(inputs) != len(labels):
+        raise UserError(f"{source}: the key holds {len(inputs)} inputs but {len(labels)} labels")

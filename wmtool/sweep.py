@@ -26,6 +26,9 @@ from wmtool.registry import Registry
 
 SOURCE_FIELDS = ("arch", "arch_args", "input_range", "mean", "std", "layout")
 """How to open a model file that states too little (as the command line's source options)."""
+MAX_SEEDS = 1000
+MAX_MODELS_PER_SEED = 100
+"""Bounds on a spec's counts, so that a typo cannot plan millions of cells."""
 TOP_LEVEL = {"model", "data", "schemes", "attacks", "chains", "seeds", "references", "reference_models", "alpha"}
 
 
@@ -97,14 +100,19 @@ def _seeds(raw: Any, where: str) -> list[int]:
     if isinstance(raw, str) and "-" in raw:
         low, _, high = raw.partition("-")
         try:
-            return list(range(int(low), int(high) + 1))
+            first, last = int(low), int(high)
         except ValueError:
             raise UserError(f"{where}: seeds {raw!r} is not a range like 0-4") from None
-    if isinstance(raw, int):
-        return [raw]
-    if isinstance(raw, list) and raw and all(isinstance(v, int) for v in raw):
-        return list(raw)
-    raise UserError(f"{where}: seeds must be integers, a list of them or a range like \"0-4\", got {raw!r}")
+        seeds = range(first, last + 1)
+    elif isinstance(raw, int):
+        seeds = range(raw, raw + 1)
+    elif isinstance(raw, list) and raw and all(isinstance(v, int) for v in raw):
+        seeds = raw
+    else:
+        raise UserError(f"{where}: seeds must be integers, a list of them or a range like \"0-4\", got {raw!r}")
+    if not 1 <= len(seeds) <= MAX_SEEDS:
+        raise UserError(f"{where}: seeds {raw!r} names {len(seeds):,} seeds; a sweep takes 1 to {MAX_SEEDS:,}")
+    return list(seeds)
 
 
 def _variants(kind: str, entry: str, raw: Any, registry: Registry, where: str) -> list[Variant]:
@@ -174,8 +182,8 @@ def spec_from(raw: dict[str, Any], registry: Registry, where: str = "spec") -> S
     if not 0 < alpha < 1:
         raise UserError(f"{where}: alpha must lie strictly between 0 and 1, got {alpha}")
     references = raw.get("references", 2)
-    if not isinstance(references, int) or references < 0:
-        raise UserError(f"{where}: references must be a non-negative integer, got {references!r}")
+    if not isinstance(references, int) or not 0 <= references <= MAX_MODELS_PER_SEED:
+        raise UserError(f"{where}: references must be an integer from 0 to {MAX_MODELS_PER_SEED}, got {references!r}")
     if references and "arch" not in model:
         raise UserError(f"{where}: references (clean models for the false-claim column) need [model] arch")
     others = raw.get("reference_models") or []
@@ -193,8 +201,9 @@ def spec_from(raw: dict[str, Any], registry: Registry, where: str = "spec") -> S
             raise UserError(f"{where}: reference_models[{index}] takes arch (required), arch_args, epochs and count, "
                             "or path (a clean model file or folder) with its source fields")
         registry.get("architecture", str(other["arch"]))
-        if not isinstance(other.get("count", 1), int) or other.get("count", 1) < 1:
-            raise UserError(f"{where}: reference_models[{index}].count must be a positive integer")
+        if not isinstance(other.get("count", 1), int) or not 1 <= other.get("count", 1) <= MAX_MODELS_PER_SEED:
+            raise UserError(f"{where}: reference_models[{index}].count must be an integer from 1 to "
+                            f"{MAX_MODELS_PER_SEED}")
     owner = str(data["owner"])
     share = data.get("owner_share", 1.0)
     if not isinstance(share, (int, float)) or not 0 < share <= 1:
