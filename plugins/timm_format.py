@@ -12,6 +12,7 @@ nothing is unpickled. The card comes from ``pretrained_cfg`` (input size, mean, 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,8 @@ WMTOOL_API_VERSION = 1
 
 ARCH = "timm"
 WEIGHTS = "model.safetensors"
+DEFAULT_CROP_PCT = 0.875
+"""timm's crop_pct when a pretrained_cfg states none (timm.data.constants.DEFAULT_CROP_PCT)."""
 
 
 def recognises(path: Path) -> bool:
@@ -89,8 +92,27 @@ def _card_of(config: dict[str, Any]) -> ModelCard:
             "config": json.dumps(config, sort_keys=True)}
     interpolation = str(pretrained.get("interpolation", "bicubic"))
     resize = Preprocessing(1.0, per_channel(pretrained.get("mean")), per_channel(pretrained.get("std")), "NCHW",
-                           (int(size[1]), int(size[2])), interpolation if interpolation in RESAMPLING else "bilinear")
+                           resample=interpolation if interpolation in RESAMPLING else "bilinear",
+                           **eval_geometry(pretrained, (int(size[1]), int(size[2]))))
     return ModelCard(ARCH, tuple(int(v) for v in size), num_classes, args, resize, classes)
+
+
+def eval_geometry(pretrained: dict[str, Any], size: tuple[int, int]) -> dict[str, Any]:
+    """timm's evaluation resize and crop (``transforms_imagenet_eval``) as :class:`Preprocessing` fields:
+    the scale size ``floor(side / crop_pct)`` (crop_pct 0.875 when the config states none), then the
+    centre crop to the input size; ``crop_mode`` center keeps the aspect ratio (shortest edge, square
+    inputs), squash warps. A ``border`` crop mode or a non-square centre crop is resized to the input size
+    without a crop."""
+    crop_pct = float(pretrained.get("crop_pct") or DEFAULT_CROP_PCT)
+    if not 0 < crop_pct <= 1:
+        raise ValueError(f"crop_pct {crop_pct} is not in (0, 1]")
+    scale = (math.floor(size[0] / crop_pct), math.floor(size[1] / crop_pct))
+    mode = pretrained.get("crop_mode", "center")
+    if mode == "squash":
+        return {"size": scale, "crop": size}
+    if mode == "center" and size[0] == size[1]:
+        return {"shortest_edge": scale[0], "crop": size}
+    return {"size": size}
 
 
 def load(path: Path, registry: Any, source: ModelSource, task: ModelCard | None) -> Any:

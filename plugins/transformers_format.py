@@ -132,36 +132,105 @@ def check_image_classifier(config: dict[str, Any], where: Path) -> str:
                     "(…ForImageClassification)")
 
 
-def _size(config: dict[str, Any], processor: dict[str, Any]) -> tuple[int, int]:
-    """The image size the model is fed: the processor's crop or size, else the config's image_size."""
-    for key in ("crop_size", "size"):
-        size = processor.get(key) if processor.get(f"do_{key.split('_')[0]}", True) else None
-        if isinstance(size, dict) and {"height", "width"} <= set(size):
-            return int(size["height"]), int(size["width"])
-        if isinstance(size, dict) and "shortest_edge" in size and key == "crop_size":
-            return int(size["shortest_edge"]), int(size["shortest_edge"])
-        if isinstance(size, int):
-            return size, size
+def _sides(value: Any) -> tuple[int, int] | None:
+    """A processor's size entry as (H, W): ``{"height", "width"}``, a square ``{"shortest_edge"}`` crop or an int."""
+    if isinstance(value, dict) and {"height", "width"} <= set(value):
+        return int(value["height"]), int(value["width"])
+    if isinstance(value, dict) and "shortest_edge" in value:
+        return int(value["shortest_edge"]), int(value["shortest_edge"])
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value, value
+    return None
+
+
+def _geometry(processor: dict[str, Any]) -> dict[str, Any]:
+    """The processor's resize and centre crop as :class:`Preprocessing` fields, as the library applies them:
+    ``size`` {height, width} warps; {shortest_edge} keeps the aspect ratio (ConvNeXt's ``crop_pct`` below 384
+    resizes to shortest_edge / crop_pct and crops the centre square); ``do_center_crop`` crops
+    ``crop_size``; ``do_resize: false`` with no crop takes images at their own size."""
+    fields: dict[str, Any] = {}
+    size = processor.get("size")
+    if processor.get("do_resize", True) and size is not None:
+        edge = size.get("shortest_edge") if isinstance(size, dict) and "height" not in size else None
+        if edge is None:
+            fields["size"] = _sides(size)
+        elif "crop_pct" in processor and processor.get("crop_pct") is not None:  # ConvNeXt's resize
+            if int(edge) < 384:
+                fields["shortest_edge"], fields["crop"] = int(int(edge) / float(processor["crop_pct"])), \
+                    (int(edge), int(edge))
+            else:
+                fields["size"] = (int(edge), int(edge))
+        else:
+            fields["shortest_edge"] = int(edge)
+    if processor.get("do_center_crop") and _sides(processor.get("crop_size")) is not None:
+        fields["crop"] = _sides(processor.get("crop_size"))
+    if not fields and not processor.get("do_resize", True):
+        fields["any_size"] = True
+    return fields
+
+
+def _size(config: dict[str, Any], geometry: dict[str, Any]) -> tuple[int, int]:
+    """The image size the model is fed: the crop, the resize, else the config's image_size (224 when it states
+    none; a network taking any size is fed the data's own)."""
+    if geometry.get("crop"):
+        return geometry["crop"]
+    if geometry.get("size"):
+        return geometry["size"]
+    if geometry.get("shortest_edge"):
+        return geometry["shortest_edge"], geometry["shortest_edge"]
     image = config.get("image_size", 224)
     return (int(image[0]), int(image[1])) if isinstance(image, (list, tuple)) else (int(image), int(image))
 
 
-def preprocessing_of(processor: dict[str, Any], channels: int, size: tuple[int, int]) -> Preprocessing:
-    """The processor's resize, rescale and normalisation as wmtool's preprocessing of canonical [0, 1]
-    images (images of another size are resized to the model's, with the processor's resampling)."""
-    scale = float(processor.get("rescale_factor", 1 / 255)) if processor.get("do_rescale", True) else 1.0
-    mean = processor.get("image_mean") if processor.get("do_normalize", bool(processor)) else None
-    std = processor.get("image_std") if mean is not None else None
+def preprocessing_of(processor: dict[str, Any], channels: int, geometry: dict[str, Any]) -> Preprocessing:
+    """The processor's steps as wmtool's preprocessing of canonical [0, 1] images, in the library's order:
+    ``do_convert_rgb``, resize and centre crop (:func:`_geometry`), rescale (``rescale_offset`` subtracts 1),
+    normalise (EfficientNet's ``include_top`` divides by the std once more), ``do_flip_channel_order``."""
+    rescale = processor.get("do_rescale", True)
+    scale = float(processor.get("rescale_factor", 1 / 255)) if rescale else 1.0
+    normalise = processor.get("do_normalize", bool(processor))
 
-    def per_channel(values: Any) -> tuple[float, ...] | None:
-        if values is None:
-            return None
-        values = [float(v) for v in (values if isinstance(values, list) else [values])]
-        return tuple(values * channels) if len(values) == 1 else tuple(values)
+    def per_channel(values: Any) -> list[float]:
+        values = [float(v) for v in (values if isinstance(values, (list, tuple)) else [values])]
+        return values * channels if len(values) == 1 else values
 
+    std = per_channel(processor.get("image_std", 0.5)) if normalise or processor.get("include_top") else None
+    mean = per_channel(processor.get("image_mean", 0.5)) if normalise else [0.0] * channels
+    divisor = [1.0] * channels if not normalise else list(std or [])
+    if processor.get("include_top"):
+        divisor = [d * s for d, s in zip(divisor, std or [])]
+    offset = 1.0 if rescale and processor.get("rescale_offset") else 0.0
+    shift = tuple(offset + m for m in mean)
     resample = PIL_RESAMPLING.get(int(processor.get("resample", 2)), "bilinear")
-    return Preprocessing(255.0 * scale, per_channel(mean), per_channel(std), "NCHW",
-                         size if processor.get("do_resize", True) else None, resample)
+    return Preprocessing(255.0 * scale, shift if any(shift) or normalise else None,
+                         tuple(divisor) if normalise or processor.get("include_top") else None, "NCHW",
+                         resample=resample, to_rgb=bool(processor.get("do_convert_rgb", False)),
+                         flip_channels=bool(processor.get("do_flip_channel_order", False)), **geometry)
+
+
+PROCESSOR_FIELDS = ("do_resize", "size", "resample", "do_center_crop", "crop_size", "crop_pct", "do_rescale",
+                    "rescale_factor", "rescale_offset", "do_normalize", "image_mean", "image_std", "include_top",
+                    "do_convert_rgb", "do_flip_channel_order")
+
+
+def with_class_defaults(processor: dict[str, Any]) -> dict[str, Any]:
+    """The processor's settings with the defaults of the library's class it names (``image_processor_type``)
+    for the fields its file leaves out, as the library fills them in (only a class of transformers itself)."""
+    name = processor.get("image_processor_type")
+    try:
+        transformers = library() if isinstance(name, str) and name.isidentifier() else None
+        cls = getattr(transformers, name, None) if transformers is not None else None
+    except (UserError, ImportError, AttributeError):
+        cls = None
+    base = getattr(getattr(transformers, "image_processing_utils", None), "BaseImageProcessor", None)
+    if not (isinstance(cls, type) and base is not None and issubclass(cls, base)):
+        return processor
+    defaults = {}
+    for field in PROCESSOR_FIELDS:
+        value = getattr(cls, field, None)
+        if isinstance(value, (bool, int, float, str, list, tuple, dict)) or value is None:
+            defaults[field] = list(value) if isinstance(value, tuple) else value
+    return {**defaults, **processor}
 
 
 def card_of(folder: Path, config: dict[str, Any], processor: dict[str, Any], shard_bytes: int) -> ModelCard:
@@ -170,10 +239,15 @@ def card_of(folder: Path, config: dict[str, Any], processor: dict[str, Any], sha
     num_classes = int(config.get("num_labels", len(labels) or 2))
     classes = tuple(str(labels.get(str(i), labels.get(i, i))) for i in range(num_classes)) if labels else None
     channels = int(config.get("num_channels", 3))
-    size = _size(config, processor)
+    steps = with_class_defaults(processor)
+    try:
+        geometry = _geometry(steps)
+    except (TypeError, ValueError, ZeroDivisionError, AttributeError) as exc:
+        raise UserError(f"{folder / PROCESSOR}: malformed size, crop_size or crop_pct ({exc})") from None
     args = {"config": json.dumps(config, sort_keys=True), "processor": json.dumps(processor, sort_keys=True),
             "shard_bytes": shard_bytes}
-    return ModelCard(ARCH, (channels, *size), num_classes, args, preprocessing_of(processor, channels, size), classes)
+    return ModelCard(ARCH, (channels, *_size(config, geometry)), num_classes, args,
+                     preprocessing_of(steps, channels, geometry), classes)
 
 
 class ImageClassifierNet:

@@ -49,17 +49,18 @@ def folder(tmp_path_factory) -> Path:
     return out
 
 
-def _timm_accuracy(path: Path) -> float:
-    """What timm's own pipeline gives: the folder's model and its data config's normalisation."""
+def _timm_accuracy(path: Path, data=None) -> float:
+    """What timm's own pipeline gives: the folder's model and its evaluation transform (resize, centre crop,
+    normalisation) on the images as 8-bit pictures."""
     import torch
+    from PIL import Image
 
     model = timm.create_model(f"local-dir:{path}", pretrained=True).eval()
-    config = timm.data.resolve_data_config({}, model=model)
-    test = load_dataset("digits", "test")
-    mean = torch.tensor(config["mean"]).view(1, -1, 1, 1)
-    std = torch.tensor(config["std"]).view(1, -1, 1, 1)
+    transform = timm.data.create_transform(**timm.data.resolve_data_config({}, model=model))
+    test = data or load_dataset("digits", "test")
+    pictures = [Image.fromarray(np.round(image[0] * 255).astype(np.uint8), mode="L") for image in test.x]
     with torch.no_grad():
-        predicted = model((torch.from_numpy(test.x) - mean) / std).argmax(1).numpy()
+        predicted = model(torch.stack([transform(picture) for picture in pictures])).argmax(1).numpy()
     return float((predicted == test.y).mean())
 
 
@@ -87,3 +88,40 @@ def test_mark_to_a_folder_timm_loads_and_verify(cli, folder, tmp_path, scheme, o
     assert np.isclose(_timm_accuracy(marked), cli.json("accuracy", marked, "--data", "digits")["accuracy"], atol=0.003)
     assert cli.json("verify", "--key", key, marked)["claimed"]
     assert not cli.json("verify", "--key", key, folder, expect=1)["claimed"]
+
+
+@pytest.mark.parametrize("crop_mode", ["center", "squash"])
+def test_timms_centre_crop_is_applied_as_its_eval_transform_does(cli, tmp_path, crop_mode):
+    """A CIFAR-sized timm ResNet whose pretrained_cfg asks for crop_pct 0.875 (resize to 36, crop 32): wmtool's
+    pixels and predictions are timm's own transform's, on real CIFAR-10 images."""
+    import torch
+    from PIL import Image
+
+    from wmtool.models import load_model
+    from wmtool.plugins import get_registry
+
+    cifar = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg" / "test.npz"
+    if not cifar.is_file():
+        pytest.skip("needs ../shared/data/cifar10-jpeg")
+    torch.manual_seed(0)
+    model = timm.create_model("resnet10t", pretrained=False, num_classes=10)
+    model.pretrained_cfg = {**model.pretrained_cfg, "input_size": (3, 32, 32), "crop_pct": 0.875,
+                            "crop_mode": crop_mode, "interpolation": "bicubic"}
+    out = tmp_path / "resnet"
+    timm.models.save_for_hf(model.eval(), str(out), safe_serialization=True)
+    archive = np.load(cifar)
+    order = np.random.default_rng(0).permutation(len(archive["y"]))[:200]
+    np.savez(tmp_path / "cifar.npz", x=archive["x"][order], y=archive["y"][order].astype(np.int64))
+    card = cli.json("inspect", out)["card"]["preprocessing"]
+    assert card["crop"] == [32, 32] and (card.get("shortest_edge") == 36 or card.get("size") == [36, 36])
+
+    reloaded = timm.create_model(f"local-dir:{out}", pretrained=True).eval()
+    transform = timm.data.create_transform(**timm.data.resolve_data_config({}, model=reloaded))
+    theirs = torch.stack([transform(Image.fromarray(image)) for image in archive["x"][order]])
+    data = load_dataset(str(tmp_path / "cifar.npz"), "all")
+    opened = load_model(out, get_registry()).eval()
+    ours = opened.card.preprocessing.apply(torch.from_numpy(data.x))
+    assert ours.shape == theirs.shape == (200, 3, 32, 32)
+    assert (ours - theirs).abs().max() < 0.06 * theirs.abs().max()  # 8-bit resize rounding only
+    with torch.no_grad():
+        assert (reloaded(ours).argmax(1) == reloaded(theirs).argmax(1)).float().mean() >= 0.99

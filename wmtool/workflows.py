@@ -38,7 +38,7 @@ def key_card(key: Key) -> ModelCard:
 def check_task(card: ModelCard, data: Dataset, what: str) -> None:
     """Refuse data whose image shape or class count differs from what the model expects."""
     if not card.preprocessing.accepts(data.input_shape, card.input_shape):
-        resized = " (it resizes images, but not their channel count)" if card.preprocessing.size else ""
+        resized = " (it resizes images, but not their channel count)" if card.preprocessing.resizes else ""
         raise UserError(f"{what} expects inputs of shape {tuple(card.input_shape)}{resized}, {data.name} has "
                         f"{data.input_shape}")
     if data.num_classes > card.num_classes:
