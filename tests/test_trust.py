@@ -12,6 +12,7 @@ import time
 import numpy as np
 import pytest
 
+from wmtool.errors import UserError
 from wmtool.keys import commitment, load_key, save_key
 
 TINY = {  # each scheme with settings that train in seconds on digits
