@@ -233,7 +233,7 @@ def timm_folder(tmp_path_factory) -> Path:
     ({"architecture": "hf-hub:someone/resnet18"}, "which timm does not register"),
     ({"architecture": "local-dir:/etc"}, "which timm does not register"),
     ({"model_args": {"img_size": 10**6}}, "img_size"),
-    ({"pretrained_cfg": {"input_size": [3, 10**5, 10**5]}}, "resize size must be two sizes from 1 to 8192"),
+    ({"pretrained_cfg": {"input_size": [3, 10**5, 10**5]}}, "size must be two sizes from 1 to 8192"),
     ({"pretrained_cfg": {"input_size": [3000, 4000, 4000]}}, "more than wmtool feeds a model"),
 ])
 def test_hostile_timm_configs_are_one_line(cli, timm_folder, tmp_path, change, expected):

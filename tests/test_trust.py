@@ -200,13 +200,13 @@ def test_a_folder_appears_whole_or_not_at_all(tmp_path):
         raise OSError("disk full")
 
     target = tmp_path / "model"
-    with pytest.raises(OSError):
+    with pytest.raises(UserError, match="disk full"):
         write_folder_atomic(target, broken)
     assert sorted(os.listdir(tmp_path)) == []  # no half folder, no temporary left
     write_folder_atomic(target, fill)
     with pytest.raises(UserError, match="exists; pass --force"):
         write_folder_atomic(target, fill)
-    with pytest.raises(OSError):
+    with pytest.raises(UserError, match="disk full"):
         write_folder_atomic(target, broken, force=True)
     assert sorted(os.listdir(target)) == ["config.json", "model.safetensors"]  # the old one kept whole
     write_folder_atomic(target, lambda folder: (folder / "new.json").write_text("{}"), force=True)

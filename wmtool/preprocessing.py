@@ -149,25 +149,37 @@ class Preprocessing:
 
     def resize(self, x):
         """Canonical images resized (unchanged without a resize, or when they have the size already), kept in
-        [0, 1] as an 8-bit picture's resize keeps its range."""
+        [0, 1]. Images of 8-bit pixels (every value a multiple of 1/255, as decoded pictures are) are resized
+        as 8-bit pictures, as PIL, torchvision and so the libraries' processors resize them (rounded, and
+        without bicubic overshoot); others, and images that need a gradient, in floating point."""
         target = self.output_size(*x.shape[-2:])
         if tuple(x.shape[-2:]) == tuple(target):
             return x
+        height, width = target
         if isinstance(x, np.ndarray):
             from PIL import Image
 
             code = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
                     "bicubic": Image.Resampling.BICUBIC}[self.resample]
-            height, width = target
+            pixels = x.astype(np.float32, copy=False) * 255
+            if np.array_equal(pixels, np.round(pixels)):
+                grid = np.round(pixels).astype(np.uint8)
+                return np.stack([np.stack([np.asarray(Image.fromarray(channel, mode="L").resize((width, height), code))
+                                           for channel in image]) for image in grid]).astype(np.float32) / 255
             return np.clip(np.stack([np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(channel), mode="F")
                                                           .resize((width, height), code)) for channel in image])
                                      for image in x.astype(np.float32, copy=False)]), 0.0, 1.0)
+        import torch
         import torch.nn.functional as F
 
         smooth = self.resample != "nearest"
-        resized = F.interpolate(x, size=tuple(target), mode=self.resample, antialias=smooth,
-                                **({"align_corners": False} if smooth else {}))
-        return resized.clamp(0.0, 1.0)  # bicubic overshoot, clipped as resizing 8-bit pictures clips it
+        options = {"size": (height, width), "mode": self.resample, "antialias": smooth,
+                   **({"align_corners": False} if smooth else {})}
+        if x.device.type == "cpu" and not x.requires_grad:
+            pixels = x * 255
+            if torch.equal(pixels, pixels.round()):
+                return F.interpolate(pixels.round().to(torch.uint8), **options).to(x.dtype) / 255
+        return F.interpolate(x, **options).clamp(0.0, 1.0)
 
     def center_crop(self, x):
         """The centre ``crop`` of the images, zero-padded first where they are smaller (as torchvision)."""
