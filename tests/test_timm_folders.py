@@ -122,6 +122,7 @@ def test_timms_centre_crop_is_applied_as_its_eval_transform_does(cli, tmp_path, 
     opened = load_model(out, get_registry()).eval()
     ours = opened.card.preprocessing.apply(torch.from_numpy(data.x))
     assert ours.shape == theirs.shape == (200, 3, 32, 32)
-    assert (ours - theirs).abs().max() < 0.06 * theirs.abs().max()  # 8-bit resize rounding only
+    # timm resizes with PIL, wmtool's torch path with torchvision's 8-bit kernels: 2/255 apart at most (0.034 seen)
+    assert (ours - theirs).abs().max() < 0.02 * theirs.abs().max()
     with torch.no_grad():
         assert (reloaded(ours).argmax(1) == reloaded(theirs).argmax(1)).float().mean() >= 0.99
