@@ -135,6 +135,9 @@ def describe(path: Path) -> dict[str, Any]:
     notes = [] if card else ["no wmtool metadata: name the architecture on the commands: --arch NAME (see "
                              "`wmtool plugins`), --arch path/to/file.py:Factory or --arch package.module:Factory, "
                              "with --arch-args '{\"num_classes\": 10}' for its arguments"]
+    if card is not None and ":" in card.arch and not card.arch.startswith(("timm:", "transformers:")):
+        notes.append(f"the card names architecture code {card.arch}: commands run it only with --arch {card.arch} "
+                     "or --trust-code (docs/security.md)")
     return {"format": "safetensors", "tensors": tensors, "card": card.to_json() if card else None, "notes": notes}
 
 

@@ -149,6 +149,8 @@ def test_a_hostile_card_never_runs_code(cli, hostile, digits_models, tmp_path, k
         assert result.exit_code in (0, 1), result.stderr
     elif command == "inspect":
         assert result.exit_code == 0  # reading a header builds nothing
+        if kind.startswith("safetensors"):
+            assert "commands run it only with --arch" in " ".join(result.stdout.split())  # wrapped to the terminal
     elif command.startswith("evaluate"):
         assert result.exit_code == 0  # a failing cell is recorded; the sweep goes on and says so
         assert any(refusal in _failures(tmp_path) for refusal in REFUSALS)

@@ -95,9 +95,8 @@ def inspect(
             prep = card["preprocessing"]
             out.print(f"architecture {card['arch']} {card['arch_args'] or ''}; input {tuple(card['input_shape'])}; "
                       f"{card['num_classes']} classes {card['classes'] or ''}")
-            resize = f"resize to {prep['size'][0]}×{prep['size'][1]} ({prep['resample']}), " if prep.get("size") else ""
-            out.print(f"preprocessing: {resize}range {prep['input_range']:g}, mean {prep['mean']}, std {prep['std']}, "
-                      f"{prep['layout']}")
+            out.print(f"preprocessing: {_geometry(prep)}range {prep['input_range']:g}, mean {prep['mean']}, "
+                      f"std {prep['std']}, {prep['layout']}")
         if check:
             out.print(f"with --arch {check['arch']}: all tensors fit, {check['parameters']:,} parameters; forward "
                       f"pass {tuple(check['forward']['input'])} → {tuple(check['forward']['output'])}")
@@ -107,3 +106,19 @@ def inspect(
         out.print(table)
 
     emit(run, payload, human)
+
+
+def _geometry(prep: dict) -> str:
+    """The resize, crop and channel steps of a card's preprocessing, as the human output says them."""
+    steps = ["greyscale to RGB"] if prep.get("to_rgb") else []
+    if prep.get("size"):
+        steps.append(f"resize to {prep['size'][0]}×{prep['size'][1]} ({prep['resample']})")
+    if prep.get("shortest_edge"):
+        steps.append(f"resize the shortest edge to {prep['shortest_edge']} ({prep['resample']})")
+    if prep.get("crop"):
+        steps.append(f"centre crop {prep['crop'][0]}×{prep['crop'][1]}")
+    if prep.get("any_size"):
+        steps.append("any image size")
+    if prep.get("flip_channels"):
+        steps.append("RGB to BGR (after normalising)")
+    return "".join(f"{step}, " for step in steps)
