@@ -131,7 +131,7 @@ def test_a_symlinked_config_out_of_the_folder_is_refused(cli, copy, tmp_path):
     secret.write_text((folder / "config.json").read_text())
     (folder / "config.json").unlink()
     (folder / "config.json").symlink_to(secret)
-    one_line(cli("accuracy", folder, "--data", "digits", expect=None), "leads outside the model's folder")
+    one_line(cli("accuracy", folder, "--data", "digits", expect=None), "leads outside the folder given")
 
 
 @pytest.mark.parametrize("ref", ["../../elsewhere", "/etc"])
@@ -368,6 +368,51 @@ def test_external_data_outside_the_folder_is_refused(cli, tmp_path):
     one_line(cli("accuracy", path, "--data", "digits", expect=None))
     one_line(cli("embed", "--scheme", "backdoor", path, "--data", "digits", "-o", tmp_path / "m.onnx",
                  "--key-out", tmp_path / "k.json", expect=None))
+
+
+def test_an_onnx_external_data_file_that_links_out_of_the_folder_is_refused(cli, tmp_path):
+    from onnx import numpy_helper
+
+    nodes, _ = _linear()
+    model = _onnx_model(nodes, *_io(), initializers=[numpy_helper.from_array(np.ones((64, 10), np.float32), "w")])
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(np.ones((64, 10), np.float32).tobytes())
+    tensor = model.graph.initializer[0]
+    tensor.ClearField("raw_data")
+    tensor.data_location = 1  # EXTERNAL
+    for key, value in (("location", "weights.bin"), ("length", str(secret.stat().st_size))):
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "weights.bin").symlink_to(secret)
+    path = _save_onnx(model, tmp_path / "model" / "linked.onnx")
+    one_line(cli("embed", "--scheme", "backdoor", path, "--data", "digits", "-o", tmp_path / "m.onnx",
+                 "--key-out", tmp_path / "k.json", expect=None))
+
+
+# --- datasets -----------------------------------------------------------------------------------------
+
+def test_a_dataset_image_that_links_out_of_the_folder_is_refused(cli, digits_models, tmp_path):
+    from PIL import Image
+
+    outside = tmp_path / "outside.png"
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(outside)
+    for label in ("0", "1"):
+        (tmp_path / "data" / label).mkdir(parents=True)
+        Image.fromarray(np.full((8, 8), 200, np.uint8)).save(tmp_path / "data" / label / "a.png")
+    (tmp_path / "data" / "1" / "b.png").symlink_to(outside)
+    one_line(cli("accuracy", digits_models["clean"], "--data", tmp_path / "data", expect=None),
+             "leads outside the folder given")
+
+
+def test_an_idx_file_that_links_out_of_the_folder_is_refused(cli, digits_models, tmp_path):
+    mnist = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+    if not mnist.is_dir():
+        pytest.skip("needs ../shared/data/mnist")
+    (tmp_path / "idx").mkdir()
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        (tmp_path / "idx" / name).symlink_to(mnist / name)
+    one_line(cli("accuracy", digits_models["clean"], "--data", tmp_path / "idx", expect=None), "leads outside")
 
 
 # --- keys ---------------------------------------------------------------------------------------------

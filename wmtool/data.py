@@ -120,9 +120,12 @@ def _idx_folder(path: Path) -> Path | None:
 
 
 def _find_idx(folder: Path, stem: str) -> Path | None:
+    """The IDX file of ``stem`` in ``folder`` (gzipped or not), refused if it links out of the folder."""
+    from wmtool.folders import inside
+
     for name in (stem + ".gz", stem):
         if (folder / name).is_file():
-            return folder / name
+            return inside(folder, name, str(folder), root=folder)
     return None
 
 
@@ -216,12 +219,15 @@ def _image_folder(path: Path) -> Dataset:
     """A folder with one subfolder of images per class (classes in sorted order)."""
     from PIL import Image, UnidentifiedImageError
 
+    from wmtool.folders import inside
+
     folders = _class_folders(path)
     images, labels, mode, size = [], [], None, None
     for label, folder in enumerate(folders):
         for file in sorted(folder.iterdir()):
             if file.suffix.lower() not in IMAGE_SUFFIXES:
                 continue
+            file = inside(path, f"{folder.name}/{file.name}", str(path), root=path)  # no link out of the dataset
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("error", Image.DecompressionBombWarning)  # PIL's limit, as an error

@@ -39,10 +39,10 @@ def inside(folder: Path, name: str, what: str, root: Path | None = None) -> Path
     """``folder / name`` resolved (symlinks followed), refused when ``name`` is absolute, holds ``..``, or
     resolves outside ``root`` (default: :func:`root_of` the folder)."""
     if not isinstance(name, str) or not name or Path(name).is_absolute() or ".." in Path(name).parts or "\0" in name:
-        raise UserError(f"{what} names {name!r}: only files inside the model's folder are read")
+        raise UserError(f"{what} names {name!r}: only files inside the folder given are read")
     resolved = (folder / name).resolve()
     if not resolved.is_relative_to((root or root_of(folder)).resolve()):
-        raise UserError(f"{what} names {name!r}, which leads outside the model's folder (to {resolved}); "
+        raise UserError(f"{what} names {name!r}, which leads outside the folder given (to {resolved}); "
                         "only files inside it are read")
     return resolved
 
