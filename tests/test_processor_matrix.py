@@ -151,6 +151,17 @@ def test_wmtool_matches_the_librarys_own_pipeline(cli, matrix_root, name):
     assert row["max_pixel_difference"] <= 1e-4 * row["pixel_scale"], json.dumps(row)
 
 
+@pytest.mark.parametrize("name", ["resnet", "mobilevit", "dinov2"])
+def test_the_same_preprocessing_runs_in_numpy_for_onnx(cli, matrix_root, name):
+    """Converted to ONNX, the card travels in its metadata and wmtool preprocesses in numpy (PIL's 8-bit
+    resize, crop, channel flip) for onnxruntime: the same accuracy as the folder."""
+    row = measure(name, matrix_root / "onnx", cli, train_count=500, test_count=300, epochs=1)
+    folder, data = matrix_root / "onnx" / name, matrix_root / "onnx" / f"{name}-test.npz"
+    cli("convert", folder, "-o", matrix_root / f"{name}.onnx")
+    converted = cli.json("accuracy", matrix_root / f"{name}.onnx", "--data", data, "--split", "all")["accuracy"]
+    assert abs(converted - row["library"]) <= 0.003 and abs(converted - row["wmtool"]) <= 0.003, (converted, row)
+
+
 def test_greyscale_data_is_converted_to_rgb_as_the_processor_says(cli, matrix_root):
     """DINOv2's processor converts greyscale to RGB; wmtool feeds 1-channel data to the 3-channel model."""
     import torch

@@ -12,6 +12,8 @@ from wmtool.errors import UserError
 
 
 RESAMPLING = ("nearest", "bilinear", "bicubic")
+EIGHT_BIT_TOLERANCE = 1e-3
+"""How far from a multiple of 1/255 (in 0-255 units) a pixel may lie and still count as 8-bit."""
 MAX_SIDE = 8192
 """The largest side an image is resized to."""
 PIL_RESAMPLING = {0: "nearest", 2: "bilinear", 3: "bicubic"}
@@ -162,7 +164,7 @@ class Preprocessing:
             code = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
                     "bicubic": Image.Resampling.BICUBIC}[self.resample]
             pixels = x.astype(np.float32, copy=False) * 255
-            if np.array_equal(pixels, np.round(pixels)):
+            if np.abs(pixels - np.round(pixels)).max(initial=0.0) < EIGHT_BIT_TOLERANCE:
                 grid = np.round(pixels).astype(np.uint8)
                 return np.stack([np.stack([np.asarray(Image.fromarray(channel, mode="L").resize((width, height), code))
                                            for channel in image]) for image in grid]).astype(np.float32) / 255
@@ -177,7 +179,7 @@ class Preprocessing:
                    **({"align_corners": False} if smooth else {})}
         if x.device.type == "cpu" and not x.requires_grad:
             pixels = x * 255
-            if torch.equal(pixels, pixels.round()):
+            if pixels.numel() and float((pixels - pixels.round()).abs().max()) < EIGHT_BIT_TOLERANCE:
                 return F.interpolate(pixels.round().to(torch.uint8), **options).to(x.dtype) / 255
         return F.interpolate(x, **options).clamp(0.0, 1.0)
 
