@@ -134,20 +134,20 @@ def load(path: Path, registry: Any, source: ModelSource, task: ModelCard | None)
     return Classifier(model.float(), card)
 
 
-def check_architecture(timm: Any, config: dict[str, Any], path: Path) -> None:
+def check_architecture(timm: Any, config: dict[str, Any], where: Path | str) -> None:
     """Refuse an architecture timm does not register (no ``hf-hub:`` or ``local-dir:`` source, no code) and
     model arguments that would build an absurdly large model."""
     name = config.get("architecture")
     if not isinstance(name, str) or not timm.is_model(name) or ":" in name:
-        raise UserError(f"{path}: config.json names architecture {name!r}, which timm does not register (wmtool "
+        raise UserError(f"{where}: config.json names architecture {name!r}, which timm does not register (wmtool "
                         "builds only timm's own architectures)")
     model_args = config.get("model_args") or {}
     if not isinstance(model_args, dict):
-        raise UserError(f"{path}: config.json's model_args is not an object")
+        raise UserError(f"{where}: config.json's model_args is not an object")
     sizes = model_args.get("img_size")
     for side in sizes if isinstance(sizes, (list, tuple)) else [sizes] if sizes is not None else []:
         if not isinstance(side, int) or not 1 <= side <= MAX_SIDE:
-            raise UserError(f"{path}: config.json's model_args img_size {sizes!r}: sides run from 1 to {MAX_SIDE}")
+            raise UserError(f"{where}: config.json's model_args img_size {sizes!r}: sides run from 1 to {MAX_SIDE}")
 
 
 def build(input_shape: tuple[int, ...], num_classes: int, name: str = "", model_args: str = "{}",
@@ -157,7 +157,7 @@ def build(input_shape: tuple[int, ...], num_classes: int, name: str = "", model_
         raise UserError("architecture timm needs the folder's config.json (give the folder instead)")
     timm = library()
     arguments = json.loads(model_args)
-    check_architecture(timm, {"architecture": name, "model_args": arguments}, Path("the model's card"))
+    check_architecture(timm, {"architecture": name, "model_args": arguments}, "the model's card")
     return timm.create_model(name, pretrained=False, **{"num_classes": num_classes, "in_chans": input_shape[0],
                                                         **arguments})
 

@@ -154,7 +154,7 @@ def _geometry(processor: dict[str, Any]) -> dict[str, Any]:
         edge = size.get("shortest_edge") if isinstance(size, dict) and "height" not in size else None
         if edge is None:
             fields["size"] = _sides(size)
-        elif "crop_pct" in processor and processor.get("crop_pct") is not None:  # ConvNeXt's resize
+        elif processor.get("crop_pct") is not None:  # ConvNeXt's resize
             if int(edge) < 384:
                 fields["shortest_edge"], fields["crop"] = int(int(edge) / float(processor["crop_pct"])), \
                     (int(edge), int(edge))
@@ -217,13 +217,15 @@ def with_class_defaults(processor: dict[str, Any]) -> dict[str, Any]:
     """The processor's settings with the defaults of the library's class it names (``image_processor_type``)
     for the fields its file leaves out, as the library fills them in (only a class of transformers itself)."""
     name = processor.get("image_processor_type")
+    if not (isinstance(name, str) and name.isidentifier()):
+        return processor
     try:
-        transformers = library() if isinstance(name, str) and name.isidentifier() else None
-        cls = getattr(transformers, name, None) if transformers is not None else None
-    except (UserError, ImportError, AttributeError):
-        cls = None
-    base = getattr(getattr(transformers, "image_processing_utils", None), "BaseImageProcessor", None)
-    if not (isinstance(cls, type) and base is not None and issubclass(cls, base)):
+        transformers = library()
+        cls = getattr(transformers, name, None)
+        base = transformers.image_processing_utils.BaseImageProcessor
+    except (UserError, ImportError, AttributeError, RuntimeError):  # no such class, or its backend missing
+        return processor
+    if not (isinstance(cls, type) and issubclass(cls, base)):
         return processor
     defaults = {}
     for field in PROCESSOR_FIELDS:

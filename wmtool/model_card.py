@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,9 +31,7 @@ class ModelCard:
     code_sha256: str | None = None
 
     def __post_init__(self) -> None:
-        elements = 1
-        for side in self.input_shape:
-            elements *= side
+        elements = math.prod(self.input_shape)
         if elements > MAX_INPUT_ELEMENTS:
             raise UserError(f"an input of shape {tuple(self.input_shape)} holds {elements:,} numbers, more than "
                             f"wmtool feeds a model ({MAX_INPUT_ELEMENTS:,})")

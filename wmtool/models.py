@@ -64,7 +64,9 @@ def fresh_model_for(card: ModelCard, registry: Registry, arch: str | None = None
                     arch_args: str | dict[str, Any] | None = None, *, flag: str = "--student") -> "Classifier":
     """A freshly initialised model for the task of ``card``: architecture ``arch`` (default the card's own)
     with ``arch_args`` (a dict or a JSON object string); seed torch first for reproducibility. ``flag`` is
-    the option that names another architecture, for the error when the card's has no fresh form."""
+    the option that names another architecture, for the error when the card's has no fresh form.
+    ``arch`` is the user's choice (an option they gave) and is allowed to run as code; never pass a name
+    read from a model file or a key."""
     from wmtool.user_code import allow_code
 
     if isinstance(arch_args, str):
@@ -139,9 +141,9 @@ def open_predictor(path: str | Path, registry: Registry, source: ModelSource = M
     """A model to query black-box: the format's own predictor (ONNX: onnxruntime) if it has one, else the
     torch module in evaluation mode on ``device`` (auto, cpu or cuda)."""
     path = check_readable(path)
-    source.allow()
     model_format = registry.format_for(path)
     if model_format.predictor is not None:
+        source.allow()
         return model_format.predictor(path, registry, source, task, device)
     from wmtool.training import resolve_device
 

@@ -161,26 +161,23 @@ class Preprocessing:
         if isinstance(x, np.ndarray):
             from PIL import Image
 
+            eight_bit = _on_8bit_grid(x)
             code = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
                     "bicubic": Image.Resampling.BICUBIC}[self.resample]
-            pixels = x.astype(np.float32, copy=False) * 255
-            if np.abs(pixels - np.round(pixels)).max(initial=0.0) < EIGHT_BIT_TOLERANCE:
-                grid = np.round(pixels).astype(np.uint8)
-                return np.stack([np.stack([np.asarray(Image.fromarray(channel, mode="L").resize((width, height), code))
-                                           for channel in image]) for image in grid]).astype(np.float32) / 255
-            return np.clip(np.stack([np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(channel), mode="F")
-                                                          .resize((width, height), code)) for channel in image])
-                                     for image in x.astype(np.float32, copy=False)]), 0.0, 1.0)
+            source = np.round(x * 255).astype(np.uint8) if eight_bit else x.astype(np.float32, copy=False)
+            resized = np.stack([np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(channel),
+                                                                     mode="L" if eight_bit else "F")
+                                                     .resize((width, height), code)) for channel in image])
+                                for image in source]).astype(np.float32)
+            return resized / 255 if eight_bit else np.clip(resized, 0.0, 1.0)
         import torch
         import torch.nn.functional as F
 
         smooth = self.resample != "nearest"
         options = {"size": (height, width), "mode": self.resample, "antialias": smooth,
                    **({"align_corners": False} if smooth else {})}
-        if x.device.type == "cpu" and not x.requires_grad:
-            pixels = x * 255
-            if pixels.numel() and float((pixels - pixels.round()).abs().max()) < EIGHT_BIT_TOLERANCE:
-                return F.interpolate(pixels.round().to(torch.uint8), **options).to(x.dtype) / 255
+        if x.device.type == "cpu" and not x.requires_grad and _on_8bit_grid(x):  # 8-bit kernels: CPU only
+            return F.interpolate((x * 255).round().to(torch.uint8), **options).to(x.dtype) / 255
         return F.interpolate(x, **options).clamp(0.0, 1.0)
 
     def center_crop(self, x):
@@ -229,3 +226,11 @@ class Preprocessing:
         if self.layout == "NHWC":
             x = channels_last(x)
         return x
+
+
+def _on_8bit_grid(x) -> bool:
+    """Whether every value of canonical images (numpy or torch) is a multiple of 1/255, as decoded 8-bit
+    pictures are (within :data:`EIGHT_BIT_TOLERANCE`)."""
+    pixels = x * 255
+    size = pixels.size if isinstance(pixels, np.ndarray) else pixels.numel()
+    return bool(size) and float(abs(pixels - pixels.round()).max()) < EIGHT_BIT_TOLERANCE

@@ -13,6 +13,8 @@ from typing import Any
 
 from wmtool.errors import UserError
 
+LOCK_TIMEOUT = 60
+"""Seconds a sweep waits for another one's lock on the store."""
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS cells (
     key TEXT PRIMARY KEY,
@@ -40,15 +42,30 @@ class Store:
         except OSError as exc:
             raise UserError(f"cannot create the store {self.folder}: {exc}") from None
         self.path = self.folder / "results.sqlite"
-        try:
-            with self._connect() as db:
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute(SCHEMA)
-        except sqlite3.DatabaseError as exc:
-            raise UserError(f"{self.path}: not a wmtool results store ({exc})") from None
+        self._create()
+
+    def _create(self) -> None:
+        """Switch the file to WAL and create the table. Sweeps starting at the same moment on a new store
+        can find it locked while another switches its journal mode (SQLite does not wait there), so that is
+        retried for as long as a connection waits for a lock."""
+        deadline = time.monotonic() + LOCK_TIMEOUT
+        while True:
+            try:
+                with self._connect() as db:
+                    db.execute("PRAGMA journal_mode=WAL")
+                    db.execute(SCHEMA)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc):
+                    raise UserError(f"{self.path}: not a wmtool results store ({exc})") from None
+                if time.monotonic() > deadline:
+                    raise UserError(f"{self.path}: locked by another process for {LOCK_TIMEOUT} s") from None
+                time.sleep(0.05)
+            except sqlite3.DatabaseError as exc:
+                raise UserError(f"{self.path}: not a wmtool results store ({exc})") from None
 
     def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path, timeout=60)
+        return sqlite3.connect(self.path, timeout=LOCK_TIMEOUT)
 
     def files(self, key: str) -> Path:
         """The folder for one cell's files."""
